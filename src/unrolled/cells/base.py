@@ -1,0 +1,91 @@
+"""The cell contract: one time step, batched, knowing nothing of time.
+
+    state, y = cell(state, x)        x: (B, input_size), y: (B, output_size)
+    state = cell.init_state(B)       the zero state; a Tensor, or a NamedTuple of them
+
+A cell owns its parameters when used on its own. A layer owns the parameters under
+torch.nn's names and hands them to a cell with `bind`, so that a parametrization on the
+layer (weight-drop, say) is seen by the cell too.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import UnrolledError
+
+
+class LSTMState(NamedTuple):
+    """LSTM state: hidden `h` and memory cell `c`, (B, H) for a cell, (layers*dirs, B, H) for a layer."""
+
+    h: Tensor
+    c: Tensor
+
+
+class RNNState(NamedTuple):
+    """Single-tensor state of a layer (Elman, GRU, Jordan): `h` of shape (layers*dirs, B, H)."""
+
+    h: Tensor
+
+
+def _identity(x: Tensor) -> Tensor:
+    return x
+
+
+def _softmax(x: Tensor) -> Tensor:
+    return torch.softmax(x, dim=-1)
+
+
+ACTIVATIONS = {
+    "tanh": torch.tanh,
+    "relu": torch.relu,
+    "sigmoid": torch.sigmoid,
+    "identity": _identity,
+    "softmax": _softmax,
+}
+
+
+def activation(name: str, allowed: tuple[str, ...], what: str):
+    """Look up an activation by name, with a clear error for an unknown one."""
+    if name not in allowed:
+        raise UnrolledError(f"unknown {what} {name!r}; choose one of {', '.join(allowed)}")
+    return ACTIVATIONS[name]
+
+
+class Cell(nn.Module):
+    """Base class of every cell: sizes, the zero state, uniform init and `bind`."""
+
+    input_size: int
+    hidden_size: int
+    output_size: int
+
+    def _param(self, *shape: int, device=None, dtype=None) -> nn.Parameter:
+        return nn.Parameter(torch.empty(*shape, device=device, dtype=dtype))
+
+    def reset_parameters(self) -> None:
+        """torch.nn's initialisation: every parameter ~ U(-1/sqrt(H), 1/sqrt(H))."""
+        bound = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0.0
+        for p in self.parameters(recurse=False):
+            nn.init.uniform_(p, -bound, bound)
+
+    def _zeros(self, batch_size: int, size: int, device=None, dtype=None) -> Tensor:
+        ref = self.weight_ih  # every cell has one; a bound cell's may live on another device
+        return torch.zeros(batch_size, size, device=device or ref.device, dtype=dtype or ref.dtype)
+
+    def init_state(self, batch_size: int, device=None, dtype=None):
+        raise NotImplementedError
+
+    def bind(self, tensors: dict[str, Tensor]) -> Cell:
+        """A shallow copy of this cell that computes with `tensors` instead of its own parameters."""
+        cell = copy.copy(self)
+        cell.__dict__["_parameters"] = {}
+        cell.__dict__.update(tensors)
+        return cell
+
+    def extra_repr(self) -> str:
+        return f"{self.input_size}, {self.hidden_size}"

@@ -1,0 +1,50 @@
+"""The Elman (simple) recurrent cell."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from .base import Cell, activation
+
+
+class ElmanCell(Cell):
+    r"""Elman's simple recurrent network, one step:
+
+        h_t = σ(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh),    y_t = h_t
+
+    with σ = tanh or ReLU. Parameters `weight_ih` (H, I), `weight_hh` (H, H), `bias_ih` (H),
+    `bias_hh` (H) are named and shaped as in `torch.nn.RNNCell`, so state dicts move both ways.
+    The state is the hidden vector h, a tensor (B, H).
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        *,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        self.act = activation(nonlinearity, ("tanh", "relu"), "nonlinearity")
+        self.nonlinearity = nonlinearity
+        self.input_size, self.hidden_size, self.output_size = input_size, hidden_size, hidden_size
+        kw = {"device": device, "dtype": dtype}
+        self.weight_ih = self._param(hidden_size, input_size, **kw)
+        self.weight_hh = self._param(hidden_size, hidden_size, **kw)
+        self.bias_ih = self._param(hidden_size, **kw) if bias else None
+        self.bias_hh = self._param(hidden_size, **kw) if bias else None
+        self.reset_parameters()
+
+    def init_state(self, batch_size: int, device=None, dtype=None) -> Tensor:
+        return self._zeros(batch_size, self.hidden_size, device, dtype)
+
+    def forward(self, h: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.act(F.linear(x, self.weight_ih, self.bias_ih) + F.linear(h, self.weight_hh, self.bias_hh))
+        return h, h
+
+    def extra_repr(self) -> str:
+        return f"{self.input_size}, {self.hidden_size}, nonlinearity={self.nonlinearity!r}"

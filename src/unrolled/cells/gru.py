@@ -1,0 +1,46 @@
+"""The gated recurrent unit."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .base import Cell
+
+
+class GRUCell(Cell):
+    r"""Gated recurrent unit (Cho et al. 2014), one step, in torch.nn's form:
+
+        r_t = σ(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)            reset gate
+        z_t = σ(W_iz x_t + b_iz + W_hz h_{t-1} + b_hz)            update gate
+        n_t = tanh(W_in x_t + b_in + r_t ⊙ (W_hn h_{t-1} + b_hn))  new memory content
+        h_t = (1 - z_t) ⊙ n_t + z_t ⊙ h_{t-1},                    y_t = h_t
+
+    The reset gate multiplies W_hn h_{t-1} + b_hn *after* the matrix product, as in cuDNN and
+    torch.nn (the original paper applies it before: W_hn (r_t ⊙ h_{t-1})). Gate blocks are
+    stacked r, z, n in `weight_ih` (3H, I), `weight_hh` (3H, H), `bias_ih`, `bias_hh` (3H),
+    as in `torch.nn.GRUCell`. The state is h, a tensor (B, H).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *, device=None, dtype=None):
+        super().__init__()
+        self.input_size, self.hidden_size, self.output_size = input_size, hidden_size, hidden_size
+        kw = {"device": device, "dtype": dtype}
+        self.weight_ih = self._param(3 * hidden_size, input_size, **kw)
+        self.weight_hh = self._param(3 * hidden_size, hidden_size, **kw)
+        self.bias_ih = self._param(3 * hidden_size, **kw) if bias else None
+        self.bias_hh = self._param(3 * hidden_size, **kw) if bias else None
+        self.reset_parameters()
+
+    def init_state(self, batch_size: int, device=None, dtype=None) -> Tensor:
+        return self._zeros(batch_size, self.hidden_size, device, dtype)
+
+    def forward(self, h: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+        xr, xz, xn = F.linear(x, self.weight_ih, self.bias_ih).chunk(3, dim=1)
+        hr, hz, hn = F.linear(h, self.weight_hh, self.bias_hh).chunk(3, dim=1)
+        r = torch.sigmoid(xr + hr)
+        z = torch.sigmoid(xz + hz)
+        n = torch.tanh(xn + r * hn)
+        h = (1 - z) * n + z * h
+        return h, h

@@ -1,0 +1,63 @@
+"""The Jordan recurrent cell: the network's previous *output* is fed back."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from .base import Cell, activation
+
+HIDDEN_ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")
+OUTPUT_ACTIVATIONS = ("identity", "tanh", "sigmoid", "softmax")
+
+
+class JordanCell(Cell):
+    r"""Jordan's network (1986), one step: the state carried in time is the previous output.
+
+        h_t = σ_h(W_ih x_t + W_yh y_{t-1} + b)
+        y_t = σ_y(W_hy h_t + b_y)
+
+    Parameters: `weight_ih` (H, I), `weight_yh` (H, O), `bias` (H), `weight_hy` (O, H),
+    `bias_y` (O). The state is y_{t-1}, a tensor (B, O), zero at the start.
+    `output_size` defaults to `hidden_size` so that Jordan cells stack like the others.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        output_size: int | None = None,
+        hidden_activation: str = "tanh",
+        output_activation: str = "identity",
+        bias: bool = True,
+        *,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        self.hidden_act = activation(hidden_activation, HIDDEN_ACTIVATIONS, "hidden activation")
+        self.output_act = activation(output_activation, OUTPUT_ACTIVATIONS, "output activation")
+        self.hidden_activation, self.output_activation = hidden_activation, output_activation
+        output_size = hidden_size if output_size is None else output_size
+        self.input_size, self.hidden_size, self.output_size = input_size, hidden_size, output_size
+        kw = {"device": device, "dtype": dtype}
+        self.weight_ih = self._param(hidden_size, input_size, **kw)
+        self.weight_yh = self._param(hidden_size, output_size, **kw)
+        self.bias = self._param(hidden_size, **kw) if bias else None
+        self.weight_hy = self._param(output_size, hidden_size, **kw)
+        self.bias_y = self._param(output_size, **kw) if bias else None
+        self.reset_parameters()
+
+    def init_state(self, batch_size: int, device=None, dtype=None) -> Tensor:
+        return self._zeros(batch_size, self.output_size, device, dtype)
+
+    def forward(self, y: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.hidden_act(F.linear(x, self.weight_ih, self.bias) + F.linear(y, self.weight_yh))
+        y = self.output_act(F.linear(h, self.weight_hy, self.bias_y))
+        return y, y
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.input_size}, {self.hidden_size}, {self.output_size}, "
+            f"hidden_activation={self.hidden_activation!r}, output_activation={self.output_activation!r}"
+        )

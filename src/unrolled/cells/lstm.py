@@ -1,0 +1,48 @@
+"""The long short-term memory cell."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .base import Cell, LSTMState
+
+
+class LSTMCell(Cell):
+    r"""Long short-term memory (Hochreiter & Schmidhuber 1997, with a forget gate), one step:
+
+        i_t = σ(W_ii x_t + b_ii + W_hi h_{t-1} + b_hi)      input gate
+        f_t = σ(W_if x_t + b_if + W_hf h_{t-1} + b_hf)      forget gate
+        g_t = tanh(W_ig x_t + b_ig + W_hg h_{t-1} + b_hg)   candidate memory
+        o_t = σ(W_io x_t + b_io + W_ho h_{t-1} + b_ho)      output gate
+        c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t
+        h_t = o_t ⊙ tanh(c_t),                              y_t = h_t
+
+    The four gate blocks are stacked in torch.nn's order i, f, g, o in `weight_ih` (4H, I),
+    `weight_hh` (4H, H), `bias_ih` (4H), `bias_hh` (4H), as in `torch.nn.LSTMCell`.
+    The state is `LSTMState(h, c)`, each (B, H).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *, device=None, dtype=None):
+        super().__init__()
+        self.input_size, self.hidden_size, self.output_size = input_size, hidden_size, hidden_size
+        kw = {"device": device, "dtype": dtype}
+        self.weight_ih = self._param(4 * hidden_size, input_size, **kw)
+        self.weight_hh = self._param(4 * hidden_size, hidden_size, **kw)
+        self.bias_ih = self._param(4 * hidden_size, **kw) if bias else None
+        self.bias_hh = self._param(4 * hidden_size, **kw) if bias else None
+        self.reset_parameters()
+
+    def init_state(self, batch_size: int, device=None, dtype=None) -> LSTMState:
+        zeros = self._zeros(batch_size, self.hidden_size, device, dtype)
+        return LSTMState(zeros, zeros.clone())
+
+    def forward(self, state: LSTMState, x: Tensor) -> tuple[LSTMState, Tensor]:
+        h, c = state
+        gates = F.linear(x, self.weight_ih, self.bias_ih) + F.linear(h, self.weight_hh, self.bias_hh)
+        i, f, g, o = gates.chunk(4, dim=1)
+        i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+        c = f * c + i * g
+        h = o * torch.tanh(c)
+        return LSTMState(h, c), h

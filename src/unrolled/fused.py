@@ -1,0 +1,43 @@
+"""The `fused` backend: torch.nn's own multi-layer kernels (oneDNN on CPU, cuDNN on CUDA).
+
+The layer's parameters are handed over in torch.nn's flat order, so the kernels compute
+exactly what `torch.nn.RNN/LSTM/GRU` compute. Variable lengths go through packing, the only
+way these kernels return each sequence's final state at its own last step.
+"""
+
+from __future__ import annotations
+
+from torch import _VF, Tensor
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+KERNELS = {
+    "rnn_tanh": _VF.rnn_tanh,
+    "rnn_relu": _VF.rnn_relu,
+    "lstm": _VF.lstm,
+    "gru": _VF.gru,
+}
+
+
+def unsupported(layer) -> str | None:
+    """Why the fused backend cannot run `layer`, or None when it can."""
+    if layer.fused_kernel is None:
+        return f"torch.nn has no fused kernel for a {type(layer).__name__} layer"
+    return None
+
+
+def run(layer, xs: Tensor, hx: list[Tensor], lengths: Tensor | None) -> tuple[Tensor, list[Tensor]]:
+    """Run the whole stack; `hx` and the returned state are torch.nn's [h] or [h, c]."""
+    kernel = KERNELS[layer.fused_kernel]
+    hx_arg = hx[0] if len(hx) == 1 else tuple(hx)
+    args = (layer.flat_weights(), layer.bias, layer.num_layers, layer.dropout, layer.training)
+    if lengths is None:
+        out = kernel(xs, hx_arg, *args, layer.bidirectional, True)
+        return out[0], list(out[1:])
+    packed = pack_padded_sequence(xs, lengths.cpu(), batch_first=True, enforce_sorted=False)
+    order, undo = packed.sorted_indices, packed.unsorted_indices
+    hx_arg = hx[0].index_select(1, order) if len(hx) == 1 else tuple(h.index_select(1, order) for h in hx)
+    out = kernel(packed.data, packed.batch_sizes, hx_arg, *args, layer.bidirectional)
+    ys, _ = pad_packed_sequence(
+        PackedSequence(out[0], packed.batch_sizes, order, undo), batch_first=True, total_length=xs.shape[1]
+    )
+    return ys, [h.index_select(1, undo) for h in out[1:]]

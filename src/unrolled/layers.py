@@ -1,0 +1,251 @@
+"""Layers: stacked, optionally bidirectional recurrent networks built from cells and `unroll`.
+
+    ys, state = layer(xs, state=None, lengths=None, backend="auto")
+
+`xs` is batch-first (B, T, input_size); `ys` is (B, T, directions * output_size); `state`
+has `.h` (and `.c` for LSTM) shaped (num_layers * directions, B, output_size) like torch.nn.
+Parameters carry torch.nn's names (`weight_ih_l0`, `bias_hh_l1_reverse`, ...), so state dicts
+move both ways between `unrolled.LSTM` and `torch.nn.LSTM(batch_first=True)`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import fused
+from ._checks import check_lengths, check_sequence, check_state_like
+from .cells import ElmanCell, GRUCell, JordanCell, LSTMCell, LSTMState, RNNState
+from .cells.base import Cell
+from .errors import UnrolledError
+from .unroll import unroll
+
+
+def _reference(layer: RecurrentLayer, xs: Tensor, hx: list[Tensor], lengths: Tensor | None):
+    """Autograd through `unroll`, one layer and direction at a time."""
+    inputs, finals = xs, []
+    for layer_idx in range(layer.num_layers):
+        outs = []
+        for d in range(layer.num_directions):
+            k = layer_idx * layer.num_directions + d
+            state0 = layer.cell_state([h[k] for h in hx])
+            ys, state = unroll(layer.cell(k), inputs, state0, lengths=lengths, reverse=d == 1)
+            outs.append(ys)
+            finals.append(state if isinstance(state, tuple) else (state,))
+        inputs = torch.cat(outs, dim=2) if len(outs) > 1 else outs[0]  # (B, T, D*O)
+        if layer.dropout and layer.training and layer_idx < layer.num_layers - 1:
+            inputs = F.dropout(inputs, layer.dropout, training=True)
+    return inputs, [torch.stack(parts) for parts in zip(*finals)]
+
+
+def _no_reason(layer) -> None:
+    return None
+
+
+# name -> (why it cannot run this layer, or None; the function that runs it).
+# A third backend, the explicit BPTT engine, registers itself here.
+BACKENDS = {
+    "reference": (_no_reason, _reference),
+    "fused": (fused.unsupported, fused.run),
+}
+AUTO_ORDER = ("fused", "reference")
+
+
+class RecurrentLayer(nn.Module):
+    """A stack of `num_layers` recurrent layers, each one or two cells (bidirectional)."""
+
+    cell_class: type[Cell]
+    state_class: type = RNNState
+    fused_kernel: str | None = None
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        bias: bool = True,
+        *,
+        device=None,
+        dtype=None,
+        **cell_kwargs,
+    ) -> None:
+        super().__init__()
+        for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise UnrolledError(f"{name} must be a positive integer, got {value!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise UnrolledError(f"dropout must lie in [0, 1), got {dropout!r}")
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.bidirectional, self.dropout, self.bias = bidirectional, float(dropout), bias
+        self.num_directions = 2 if bidirectional else 1
+        self.last_backend: str | None = None
+        cells, in_size = [], input_size
+        for layer_idx in range(num_layers):
+            for d in range(self.num_directions):
+                cell = self.cell_class(in_size, hidden_size, bias=bias, device=device, dtype=dtype, **cell_kwargs)
+                suffix = f"_l{layer_idx}" + ("_reverse" if d else "")
+                names = [n for n, _ in cell.named_parameters(recurse=False)]
+                for n in names:  # the layer owns the parameters, under torch.nn's names
+                    self.register_parameter(n + suffix, cell._parameters.pop(n))
+                cells.append((cell, [(n, n + suffix) for n in names]))
+            in_size = self.num_directions * cell.output_size
+        self.output_size = cell.output_size
+        self._cells = tuple(cells)  # parameter-less templates, not submodules
+
+    def cell(self, k: int) -> Cell:
+        """The cell of layer k // directions, direction k % directions, bound to this layer's weights."""
+        template, names = self._cells[k]
+        return template.bind({short: getattr(self, full) for short, full in names})
+
+    def flat_weights(self) -> list[Tensor]:
+        """All weights in torch.nn's `_flat_weights` order (through any parametrization)."""
+        return [getattr(self, full) for _, names in self._cells for _, full in names]
+
+    def cell_state(self, parts: list[Tensor]):
+        """A cell's state from the per-field slices of the layer's state."""
+        return parts[0] if self.state_class is RNNState else self.state_class(*parts)
+
+    def init_state(self, batch_size: int, device=None, dtype=None):
+        """The zero state, fields (num_layers * directions, B, output_size)."""
+        ref = self.flat_weights()[0]
+        size = (self.num_layers * self.num_directions, batch_size, self.output_size)
+        fields = [
+            torch.zeros(size, device=device or ref.device, dtype=dtype or ref.dtype) for _ in self.state_class._fields
+        ]
+        return self.state_class(*fields)
+
+    def choose_backend(self, backend: str) -> str:
+        """The backend that will run: `backend` itself, or for "auto" the first that supports this layer."""
+        if backend == "auto":
+            return next(b for b in AUTO_ORDER if BACKENDS[b][0](self) is None)
+        if backend not in BACKENDS:
+            raise UnrolledError(f"unknown backend {backend!r}; choose one of auto, {', '.join(BACKENDS)}")
+        reason = BACKENDS[backend][0](self)
+        if reason is not None:
+            raise UnrolledError(f"backend {backend!r} cannot run this layer: {reason}")
+        return backend
+
+    def _coerce_state(self, state, batch: int, dtype) -> list[Tensor]:
+        if self.state_class is RNNState and isinstance(state, Tensor):
+            state = RNNState(state)
+        elif self.state_class is LSTMState and type(state) is tuple and len(state) == 2:
+            state = LSTMState(*state)  # torch.nn's (h, c)
+        check_state_like(state, self.init_state(batch, device="meta", dtype=dtype), "state")
+        return list(state)
+
+    def forward(self, xs: Tensor, state=None, lengths=None, backend: str = "auto"):
+        """Run the stack over batch-first `xs` (B, T, input_size).
+
+        Returns `ys` (B, T, directions * output_size) and the final state, whose fields are
+        (num_layers * directions, B, output_size). With `lengths`, each sequence's state is
+        taken at its own last step and its outputs past it are zero.
+        """
+        B, T = check_sequence(xs, self.input_size)
+        lengths = check_lengths(lengths, B, T, xs.device)
+        name = self.choose_backend(backend)
+        hx = list(self.init_state(B, xs.device, xs.dtype)) if state is None else self._coerce_state(state, B, xs.dtype)
+        self.last_backend = name
+        ys, hx = BACKENDS[name][1](self, xs, hx, lengths)
+        return ys, self.state_class(*hx)
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}"
+        if self.bidirectional:
+            s += ", bidirectional=True"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        return s
+
+
+class RNN(RecurrentLayer):
+    """Stacked Elman network; parameters and numbers as `torch.nn.RNN(batch_first=True)`.
+
+    `nonlinearity` is "tanh" or "relu".
+    """
+
+    cell_class = ElmanCell
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        bias: bool = True,
+        nonlinearity: str = "tanh",
+        *,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__(
+            input_size,
+            hidden_size,
+            num_layers,
+            bidirectional,
+            dropout,
+            bias,
+            device=device,
+            dtype=dtype,
+            nonlinearity=nonlinearity,
+        )
+        self.nonlinearity = nonlinearity
+        self.fused_kernel = f"rnn_{nonlinearity}"
+
+
+class LSTM(RecurrentLayer):
+    """Stacked LSTM; parameters and numbers as `torch.nn.LSTM(batch_first=True)`. State: `LSTMState(h, c)`."""
+
+    cell_class = LSTMCell
+    state_class = LSTMState
+    fused_kernel = "lstm"
+
+
+class GRU(RecurrentLayer):
+    """Stacked GRU; parameters and numbers as `torch.nn.GRU(batch_first=True)`."""
+
+    cell_class = GRUCell
+    fused_kernel = "gru"
+
+
+class Jordan(RecurrentLayer):
+    """Stacked Jordan network (see `JordanCell`); no vendor kernel exists for it.
+
+    Each layer's output, of size `output_size` (default `hidden_size`), is its fed-back
+    state and the next layer's input. Parameters: `weight_ih_l0`, `weight_yh_l0`, `bias_l0`,
+    `weight_hy_l0`, `bias_y_l0` (and `_reverse` for the backward direction).
+    """
+
+    cell_class = JordanCell
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        bias: bool = True,
+        output_size: int | None = None,
+        hidden_activation: str = "tanh",
+        output_activation: str = "identity",
+        *,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__(
+            input_size,
+            hidden_size,
+            num_layers,
+            bidirectional,
+            dropout,
+            bias,
+            device=device,
+            dtype=dtype,
+            output_size=output_size,
+            hidden_activation=hidden_activation,
+            output_activation=output_activation,
+        )
