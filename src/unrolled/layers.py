@@ -249,3 +249,7 @@ class Jordan(RecurrentLayer):
             hidden_activation=hidden_activation,
             output_activation=output_activation,
         )
+
+
+# Cell names at the CLI edge → layer classes (DESIGN rule 8: no string checks inside models).
+LAYERS: dict[str, type[RecurrentLayer]] = {"elman": RNN, "jordan": Jordan, "lstm": LSTM, "gru": GRU}

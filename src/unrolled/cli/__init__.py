@@ -12,8 +12,25 @@ from ..errors import UnrolledError
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unrolled", description="Recurrent neural networks, unrolled.")
     parser.add_argument("--version", action="version", version=f"unrolled {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in _commands():
+        module.register(sub)
     return parser
+
+
+def _commands():
+    """Each subcommand module has `register(subparsers)`, which sets `func` on its parser."""
+    import importlib
+
+    names = ("train", "sample", "evaluate", "data")
+    mods = []
+    for name in names:
+        try:
+            mods.append(importlib.import_module(f"{__name__}.{name}"))
+        except ModuleNotFoundError as e:  # a subcommand not written yet
+            if e.name != f"{__name__}.{name}":
+                raise
+    return mods
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,36 @@
+"""`unrolled sample CKPT`: generate text one token at a time, printing as it goes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from ..tasks.charlm import generate, model_from_checkpoint
+from ..train import checkpoint
+
+
+def register(sub) -> None:
+    p = sub.add_parser("sample", help="generate text from a trained language model")
+    p.add_argument("checkpoint", type=Path, help="a checkpoint or run directory (its best checkpoint)")
+    p.add_argument("--prime", default=None, help="text to start from (default: a newline)")
+    p.add_argument("--length", type=int, default=500, help="how many tokens to generate")
+    p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature; 0 = greedy")
+    p.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens only")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    model, vocab, _ = model_from_checkpoint(checkpoint.load(args.checkpoint))
+    prime = args.prime if args.prime is not None else ("\n" if "\n" in vocab.stoi else vocab.itos[0])
+    ids = vocab.encode(prime, what="the prime text")
+    gen = torch.Generator().manual_seed(args.seed)
+    sys.stdout.write(prime)
+    for token in generate(model, ids, args.length, args.temperature, args.top_k, gen):
+        sys.stdout.write(vocab.decode([token]))
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    return 0

@@ -1,0 +1,75 @@
+"""`unrolled train TASK`: train a model from a preset and flags, with resumable checkpoints."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from functools import partial
+from pathlib import Path
+
+import torch
+
+from ..config import add_arguments, build, preset
+from ..errors import UnrolledError
+from ..tasks.charlm import CharLMTask, build_model, count_params, evaluate
+from ..train import callbacks as cb
+from ..train.config import TrainConfig
+from ..train.loop import Trainer
+
+TASKS = {CharLMTask.name: CharLMTask}
+META = {"func", "command", "task", "preset", "out", "resume", "quiet"}
+
+
+def register(sub) -> None:
+    parser = sub.add_parser("train", help="train a model", description="Train a model; see `unrolled train TASK -h`.")
+    tasks = parser.add_subparsers(dest="task", metavar="TASK", required=True)
+    for name, task in TASKS.items():
+        p = tasks.add_parser(name, help=task.__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        p.add_argument("--preset", help=f"named settings: {', '.join(task.presets)}")
+        p.add_argument("--out", type=Path, help=f"run directory (default: runs/{name})")
+        p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+        add_arguments(p, task.config_class)
+        add_arguments(p, TrainConfig)
+        p.set_defaults(func=partial(run, task))
+
+
+def run(task, args: argparse.Namespace) -> int:
+    flags = {k: v for k, v in vars(args).items() if k not in META}
+    chosen = preset(task.presets, args.preset, task.name)
+    cfg, tcfg = build(task.config_class, chosen, flags), build(TrainConfig, chosen, flags)
+    out = args.out or Path("runs") / task.name
+    if not args.resume and (out / "latest").exists():
+        raise UnrolledError(f"{out} already holds a run; pass --resume to continue it or --out for a new one")
+    if args.resume and not (out / "latest").exists():
+        raise UnrolledError(f"--resume: {out} holds no checkpoint to continue from")
+    if tcfg.threads:
+        torch.set_num_threads(tcfg.threads)
+    torch.manual_seed(tcfg.seed)
+    vocab, train, valid = task.prepare(cfg, tcfg.batch_size, tcfg.seq_len)
+    model = build_model(cfg, len(vocab))
+    trainer = Trainer(
+        model, tcfg, train, partial(evaluate, stream=valid, max_windows=tcfg.eval_windows), out,
+        task=task.name, task_config=dataclasses.asdict(cfg), vocab=vocab.to_json(), progress=not args.quiet,
+    )  # fmt: skip
+    if args.resume:
+        trainer.resume()
+        print(f"resuming {out} at step {trainer.step}", file=sys.stderr)
+    trainer.callbacks = [cb.MetricsLog(out, trainer.step), cb.LossPlot(out, "nats per character")]
+    print(
+        f"{task.name}: {count_params(model):,} parameters, vocabulary {len(vocab)}, {len(train)} windows per epoch, "
+        f"{trainer.total_steps} steps, device {trainer.device}, backend {model.rnn.choose_backend(cfg.backend)}",
+        file=sys.stderr,
+    )
+    summary = trainer.fit()
+    m = summary["metrics"]
+    print(
+        f"step {summary['step']}: valid {m.get('loss', float('nan')):.4f} nats/char ({m.get('bpc', float('nan')):.4f} "
+        f"bits/char), best {summary['best_valid']:.4f}; {summary['wall_seconds']:.0f} s, "
+        f"{summary['tokens_per_s']:,.0f} chars/s; checkpoints in {out}"
+    )
+    if summary["stopped"] == "interrupted":
+        print(f"interrupted: checkpoint saved; continue with --resume --out {out}", file=sys.stderr)
+        return 130
+    return 0

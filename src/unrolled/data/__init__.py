@@ -1,0 +1,57 @@
+"""Corpora, vocabularies, batching and the dataset registry."""
+
+from .batching import TBPTTStream
+from .registry import (
+    DatasetSpec,
+    FileSpec,
+    TextSource,
+    VerifyResult,
+    cache_dir,
+    find_local,
+    get,
+    locate,
+    mirror_dir,
+    names,
+    resolve_text_source,
+    sha256_file,
+    verify,
+)
+from .text import (
+    CharVocab,
+    WordVocab,
+    load_char_corpus,
+    load_word_corpus,
+    read_text,
+    split_lines,
+    split_tail,
+    stdlib_corpus,
+    stdlib_files,
+    vocab_from_json,
+)
+
+__all__ = [
+    "CharVocab",
+    "DatasetSpec",
+    "FileSpec",
+    "TBPTTStream",
+    "TextSource",
+    "VerifyResult",
+    "WordVocab",
+    "cache_dir",
+    "find_local",
+    "get",
+    "load_char_corpus",
+    "load_word_corpus",
+    "locate",
+    "mirror_dir",
+    "names",
+    "read_text",
+    "resolve_text_source",
+    "sha256_file",
+    "split_lines",
+    "split_tail",
+    "stdlib_corpus",
+    "stdlib_files",
+    "verify",
+    "vocab_from_json",
+]
