@@ -7,8 +7,11 @@ way these kernels return each sequence's final state at its own last step.
 
 from __future__ import annotations
 
+import torch
 from torch import _VF, Tensor
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from .regularizers import dropout
 
 KERNELS = {
     "rnn_tanh": _VF.rnn_tanh,
@@ -27,9 +30,25 @@ def unsupported(layer) -> str | None:
 
 def run(layer, xs: Tensor, hx: list[Tensor], lengths: Tensor | None) -> tuple[Tensor, list[Tensor]]:
     """Run the whole stack; `hx` and the returned state are torch.nn's [h] or [h, c]."""
+    weights = layer.flat_weights()
+    if not (layer.variational and layer.training and layer.dropout and layer.num_layers > 1):
+        return _kernel(layer, xs, hx, weights, layer.num_layers, layer.dropout, lengths)
+    # The kernels drop out element by element; a variational mask needs the layers one at a time.
+    per_layer, D = len(weights) // layer.num_layers, layer.num_directions
+    finals = []
+    for k in range(layer.num_layers):
+        hx_k = [h[k * D : (k + 1) * D] for h in hx]
+        xs, state = _kernel(layer, xs, hx_k, weights[k * per_layer : (k + 1) * per_layer], 1, 0.0, lengths)
+        finals.append(state)
+        if k < layer.num_layers - 1:
+            xs = dropout(xs, layer.dropout, True, variational=True)
+    return xs, [torch.cat(parts) for parts in zip(*finals)]
+
+
+def _kernel(layer, xs, hx, weights, num_layers, p, lengths):
     kernel = KERNELS[layer.fused_kernel]
     hx_arg = hx[0] if len(hx) == 1 else tuple(hx)
-    args = (layer.flat_weights(), layer.bias, layer.num_layers, layer.dropout, layer.training)
+    args = (weights, layer.bias, num_layers, p, layer.training)
     if lengths is None:
         out = kernel(xs, hx_arg, *args, layer.bidirectional, True)
         return out[0], list(out[1:])

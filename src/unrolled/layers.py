@@ -11,7 +11,6 @@ move both ways between `unrolled.LSTM` and `torch.nn.LSTM(batch_first=True)`.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import fused
@@ -19,6 +18,7 @@ from ._checks import check_lengths, check_sequence, check_state_like
 from .cells import ElmanCell, GRUCell, JordanCell, LSTMCell, LSTMState, RNNState
 from .cells.base import Cell
 from .errors import UnrolledError
+from .regularizers import dropout
 from .unroll import unroll
 
 
@@ -34,8 +34,8 @@ def _reference(layer: RecurrentLayer, xs: Tensor, hx: list[Tensor], lengths: Ten
             outs.append(ys)
             finals.append(state if isinstance(state, tuple) else (state,))
         inputs = torch.cat(outs, dim=2) if len(outs) > 1 else outs[0]  # (B, T, D*O)
-        if layer.dropout and layer.training and layer_idx < layer.num_layers - 1:
-            inputs = F.dropout(inputs, layer.dropout, training=True)
+        if layer_idx < layer.num_layers - 1:
+            inputs = dropout(inputs, layer.dropout, layer.training, layer.variational)
     return inputs, [torch.stack(parts) for parts in zip(*finals)]
 
 
@@ -68,6 +68,7 @@ class RecurrentLayer(nn.Module):
         dropout: float = 0.0,
         bias: bool = True,
         *,
+        variational: bool = False,
         device=None,
         dtype=None,
         **cell_kwargs,
@@ -80,6 +81,7 @@ class RecurrentLayer(nn.Module):
             raise UnrolledError(f"dropout must lie in [0, 1), got {dropout!r}")
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bidirectional, self.dropout, self.bias = bidirectional, float(dropout), bias
+        self.variational = variational  # one dropout mask per sequence between layers, not per element
         self.num_directions = 2 if bidirectional else 1
         self.last_backend: str | None = None
         cells, in_size = [], input_size
@@ -178,6 +180,7 @@ class RNN(RecurrentLayer):
         bias: bool = True,
         nonlinearity: str = "tanh",
         *,
+        variational: bool = False,
         device=None,
         dtype=None,
     ):
@@ -188,6 +191,7 @@ class RNN(RecurrentLayer):
             bidirectional,
             dropout,
             bias,
+            variational=variational,
             device=device,
             dtype=dtype,
             nonlinearity=nonlinearity,
@@ -233,6 +237,7 @@ class Jordan(RecurrentLayer):
         hidden_activation: str = "tanh",
         output_activation: str = "identity",
         *,
+        variational: bool = False,
         device=None,
         dtype=None,
     ):
@@ -243,6 +248,7 @@ class Jordan(RecurrentLayer):
             bidirectional,
             dropout,
             bias,
+            variational=variational,
             device=device,
             dtype=dtype,
             output_size=output_size,

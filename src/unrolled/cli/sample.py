@@ -8,14 +8,14 @@ from pathlib import Path
 
 import torch
 
-from ..tasks.charlm import generate, model_from_checkpoint
+from ..tasks.lm import generate, model_from_checkpoint
 from ..train import checkpoint
 
 
 def register(sub) -> None:
     p = sub.add_parser("sample", help="generate text from a trained language model")
     p.add_argument("checkpoint", type=Path, help="a checkpoint or run directory (its best checkpoint)")
-    p.add_argument("--prime", default=None, help="text to start from (default: a newline)")
+    p.add_argument("--prime", default=None, help="text to start from (default: a new line)")
     p.add_argument("--length", type=int, default=500, help="how many tokens to generate")
     p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature; 0 = greedy")
     p.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens only")
@@ -24,13 +24,13 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    model, vocab, _ = model_from_checkpoint(checkpoint.load(args.checkpoint))
-    prime = args.prime if args.prime is not None else ("\n" if "\n" in vocab.stoi else vocab.itos[0])
-    ids = vocab.encode(prime, what="the prime text")
+    task, model, vocab, _ = model_from_checkpoint(checkpoint.load(args.checkpoint))
+    ids = task.encode_prime(vocab, args.prime)
     gen = torch.Generator().manual_seed(args.seed)
-    sys.stdout.write(prime)
+    if args.prime is not None:
+        sys.stdout.write(args.prime if task.unit == "char" else args.prime.rstrip() + " ")
     for token in generate(model, ids, args.length, args.temperature, args.top_k, gen):
-        sys.stdout.write(vocab.decode([token]))
+        sys.stdout.write(task.render(vocab, token))
         sys.stdout.flush()
     sys.stdout.write("\n")
     return 0

@@ -12,12 +12,11 @@ import torch
 
 from ..config import add_arguments, build, preset
 from ..errors import UnrolledError
-from ..tasks.charlm import CharLMTask, build_model, count_params, evaluate
+from ..tasks.lm import TASKS, count_params
 from ..train import callbacks as cb
 from ..train.config import TrainConfig
 from ..train.loop import Trainer
 
-TASKS = {CharLMTask.name: CharLMTask}
 META = {"func", "command", "task", "preset", "out", "resume", "quiet"}
 
 
@@ -48,28 +47,36 @@ def run(task, args: argparse.Namespace) -> int:
         torch.set_num_threads(tcfg.threads)
     torch.manual_seed(tcfg.seed)
     vocab, train, valid = task.prepare(cfg, tcfg.batch_size, tcfg.seq_len)
-    model = build_model(cfg, len(vocab))
+    model = task.build_model(cfg, vocab)
     trainer = Trainer(
-        model, tcfg, train, partial(evaluate, stream=valid, max_windows=tcfg.eval_windows), out,
+        model, tcfg, train, partial(task.evaluate, stream=valid, max_windows=tcfg.eval_windows), out,
         task=task.name, task_config=dataclasses.asdict(cfg), vocab=vocab.to_json(), progress=not args.quiet,
     )  # fmt: skip
     if args.resume:
         trainer.resume()
         print(f"resuming {out} at step {trainer.step}", file=sys.stderr)
-    trainer.callbacks = [cb.MetricsLog(out, trainer.step), cb.LossPlot(out, "nats per character")]
+    trainer.callbacks = [cb.MetricsLog(out, trainer.step), cb.LossPlot(out, f"nats per {task.unit}")]
     print(
-        f"{task.name}: {count_params(model):,} parameters, vocabulary {len(vocab)}, {len(train)} windows per epoch, "
+        f"{task.name}: {count_params(model):,} parameters, vocabulary {len(vocab):,}, {len(train)} windows per epoch, "
         f"{trainer.total_steps} steps, device {trainer.device}, backend {model.rnn.choose_backend(cfg.backend)}",
         file=sys.stderr,
     )
     summary = trainer.fit()
     m = summary["metrics"]
     print(
-        f"step {summary['step']}: valid {m.get('loss', float('nan')):.4f} nats/char ({m.get('bpc', float('nan')):.4f} "
-        f"bits/char), best {summary['best_valid']:.4f}; {summary['wall_seconds']:.0f} s, "
-        f"{summary['tokens_per_s']:,.0f} chars/s; checkpoints in {out}"
+        f"step {summary['step']}: valid {describe(task, m)}, best {summary['best_valid']:.4f}; "
+        f"{summary['wall_seconds']:.0f} s, {summary['tokens_per_s']:,.0f} tokens/s; checkpoints in {out}"
     )
     if summary["stopped"] == "interrupted":
         print(f"interrupted: checkpoint saved; continue with --resume --out {out}", file=sys.stderr)
         return 130
     return 0
+
+
+def describe(task, m: dict) -> str:
+    """A metrics line in the unit people quote: bits per character, perplexity per word."""
+    if not m:
+        return "not evaluated"
+    if task.unit == "char":
+        return f"{m['loss']:.4f} nats/char ({m['bpc']:.4f} bits/char)"
+    return f"{m['loss']:.4f} nats/word (perplexity {m['ppl']:.2f})"

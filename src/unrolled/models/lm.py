@@ -7,14 +7,17 @@ from torch import Tensor, nn
 
 from ..errors import UnrolledError
 from ..layers import RecurrentLayer
+from ..regularizers import activation_penalty, dropout, embedding_dropout, temporal_penalty
 
 
 class LanguageModel(nn.Module):
     """Next-token model over a vocabulary; batch-first ids (B, T) → logits (B, T, V).
 
-    Dropout (Zaremba et al. 2014) acts on the non-recurrent connections: the embeddings,
-    between layers (inside `rnn`) and on the top layer's outputs. With `tie_weights` the
-    head reuses the embedding matrix (Press & Wolf 2017, Inan et al. 2017).
+    Dropout acts on the non-recurrent connections (Zaremba et al. 2014): on the embeddings
+    (`dropout_emb`), between layers (inside `rnn`) and on the top layer's outputs (`dropout`),
+    per element or, with `variational`, one mask per sequence (Gal & Ghahramani 2016).
+    `word_dropout` drops whole embedding rows; `ar`/`tar` add AWD-LSTM's activation penalties
+    to the training loss. With `tie_weights` the head reuses the embedding matrix.
     """
 
     def __init__(
@@ -24,11 +27,16 @@ class LanguageModel(nn.Module):
         dropout: float = 0.0,
         tie_weights: bool = False,
         backend: str = "auto",
+        *,
+        dropout_emb: float | None = None,
+        word_dropout: float = 0.0,
+        variational: bool = False,
+        ar: float = 0.0,
+        tar: float = 0.0,
     ) -> None:
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, rnn.input_size)
         self.rnn = rnn
-        self.drop = nn.Dropout(dropout)
         features = rnn.output_size * rnn.num_directions
         self.head = nn.Linear(features, vocab_size)
         if tie_weights:
@@ -39,14 +47,27 @@ class LanguageModel(nn.Module):
                 )
             self.head.weight = self.embedding.weight
         self.backend = backend
+        self.dropout, self.dropout_emb = dropout, dropout if dropout_emb is None else dropout_emb
+        self.word_dropout, self.variational, self.ar, self.tar = word_dropout, variational, ar, tar
+
+    def _run(self, ids: Tensor, state):
+        x = embedding_dropout(self.embedding, ids, self.word_dropout)  # (B, T, E)
+        x = dropout(x, self.dropout_emb, self.training, self.variational)
+        ys, state = self.rnn(x, state, backend=self.backend)  # (B, T, H)
+        out = dropout(ys, self.dropout, self.training, self.variational)
+        return self.head(out), state, ys, out  # logits (B, T, V)
 
     def forward(self, ids: Tensor, state=None) -> tuple[Tensor, object]:
-        x = self.drop(self.embedding(ids))  # (B, T, E)
-        ys, state = self.rnn(x, state, backend=self.backend)  # (B, T, H)
-        return self.head(self.drop(ys)), state  # (B, T, V)
+        logits, state, _, _ = self._run(ids, state)
+        return logits, state
 
     def loss(self, batch: tuple[Tensor, Tensor], state=None) -> tuple[Tensor, object]:
-        """Mean cross-entropy (nats per token) of predicting `y` from `x`, both (B, T)."""
+        """Mean cross-entropy (nats per token) of predicting `y` from `x`, both (B, T), plus AR/TAR in training."""
         x, y = batch
-        logits, state = self(x, state)
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1)), state
+        logits, state, ys, out = self._run(x, state)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        if self.training and self.ar:
+            loss = loss + activation_penalty(out, self.ar)
+        if self.training and self.tar:
+            loss = loss + temporal_penalty(ys, self.tar)
+        return loss, state

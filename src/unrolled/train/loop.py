@@ -84,6 +84,7 @@ class Trainer:
         self.step = self.epoch = self.window = 0
         self.best_valid, self.evals_since_best = math.inf, 0
         self.carry = None
+        self._improved = False
         self.last_metrics: dict[str, float] = {}
         self._interrupted = False
 
@@ -113,11 +114,12 @@ class Trainer:
         """Continue from RUN/latest; refuse when the model, data or optimisation settings differ."""
         ckpt = checkpoint.load(self.run_dir, prefer="latest")
         old, new = ckpt.config, self.config_dict()
-        diffs = [f"{k}: {old['task'].get(k)!r} → {v!r}" for k, v in new["task"].items() if old["task"].get(k) != v]
-        diffs += [
-            f"{k}: {old['train'].get(k)!r} → {v!r}"
-            for k, v in new["train"].items()
-            if k not in RESUMABLE and old["train"].get(k) != v
+        # a field the old run did not have yet took its default then, so it is not compared
+        diffs = [
+            f"{k}: {old[part][k]!r} → {v!r}"
+            for part in ("task", "train")
+            for k, v in new[part].items()
+            if k in old[part] and old[part][k] != v and not (part == "train" and k in RESUMABLE)
         ]
         if ckpt.task != self.task or diffs:
             raise UnrolledError(f"--resume: the run in {self.run_dir} has another configuration ({'; '.join(diffs)})")
@@ -149,7 +151,7 @@ class Trainer:
                 else "no checkpoint had been written yet"  # fmt: skip
             raise TrainingDiverged(f"the training loss became {loss.item()} at step {self.step + 1}; stopped ({where})")
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * self.cfg.loss_scale if self.cfg.loss_scale != 1 else loss).backward()
         norm, clipped = clip_gradients(self.model, self.cfg)
         self.optimizer.step()
         if not isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -180,7 +182,7 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         """Train until the step budget, early stopping or Ctrl-C; return a summary."""
         cfg, stop_reason = self.cfg, None
-        ckpt_every = cfg.ckpt_every or cfg.eval_every
+        ckpt_every = cfg.ckpt_every or cfg.eval_every or self.steps_per_epoch
         old_handler = signal.signal(signal.SIGINT, self._on_sigint)
         bar = tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True, mininterval=1.0,
                    disable=not self.progress)  # fmt: skip
@@ -203,7 +205,8 @@ class Trainer:
                                     valid=f"{self.best_valid:.3f}")  # fmt: skip
                     self._improved = False
                     done = self.step >= self.total_steps
-                    if self.step % cfg.eval_every == 0 or done:
+                    epoch_end = self.window == self.steps_per_epoch
+                    if (self.step % cfg.eval_every == 0 if cfg.eval_every else epoch_end) or done:
                         stop_reason = "early stopping" if self._evaluate() else None
                     if self._interrupted:
                         stop_reason = "interrupted"
