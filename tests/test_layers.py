@@ -37,7 +37,7 @@ def weighted_sum(tensors):
     return sum((torch.linspace(-1, 1, t.numel(), dtype=t.dtype).view_as(t) * t).sum() for t in tensors)
 
 
-@pytest.mark.parametrize("backend", ["reference", "fused"])
+@pytest.mark.parametrize("backend", ["reference", "bptt", "fused"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("use_lengths", [False, True], ids=["full", "lengths"])
 @pytest.mark.parametrize("num_layers,bidirectional", list(itertools.product([1, 2, 3], [False, True])))
@@ -96,7 +96,7 @@ def test_jordan_layer_is_cells_composed_by_unroll():
     xs = torch.randn(B, T, I, dtype=torch.double)
     lengths = torch.tensor([T, 2, 4])
     ys, state = layer(xs, lengths=lengths)
-    assert layer.last_backend == "reference"
+    assert layer.last_backend == "bptt"
     inputs, finals = xs, []
     for layer_idx in range(2):
         outs = []
@@ -120,7 +120,7 @@ def test_auto_picks_fused_where_torch_has_a_kernel():
         assert layer.last_backend == "fused"
     jordan = unrolled.Jordan(I, H)
     jordan(xs)
-    assert jordan.last_backend == "reference"
+    assert jordan.last_backend == "bptt"
 
 
 def test_dropout_between_layers_only():

@@ -17,20 +17,21 @@ from . import fused
 from ._checks import check_lengths, check_sequence, check_state_like
 from .cells import ElmanCell, GRUCell, JordanCell, LSTMCell, LSTMState, RNNState
 from .cells.base import Cell
+from .engine import unroll_bptt
 from .errors import UnrolledError
 from .regularizers import dropout
 from .unroll import unroll
 
 
-def _reference(layer: RecurrentLayer, xs: Tensor, hx: list[Tensor], lengths: Tensor | None):
-    """Autograd through `unroll`, one layer and direction at a time."""
+def _stacked(layer: RecurrentLayer, xs: Tensor, hx: list[Tensor], lengths: Tensor | None, run_cell):
+    """The stack, one layer and direction at a time; `run_cell(k, cell, xs, state, lengths, reverse)`."""
     inputs, finals = xs, []
     for layer_idx in range(layer.num_layers):
         outs = []
         for d in range(layer.num_directions):
             k = layer_idx * layer.num_directions + d
             state0 = layer.cell_state([h[k] for h in hx])
-            ys, state = unroll(layer.cell(k), inputs, state0, lengths=lengths, reverse=d == 1)
+            ys, state = run_cell(k, layer.cell(k), inputs, state0, lengths, d == 1)
             outs.append(ys)
             finals.append(state if isinstance(state, tuple) else (state,))
         inputs = torch.cat(outs, dim=2) if len(outs) > 1 else outs[0]  # (B, T, D*O)
@@ -39,17 +40,35 @@ def _reference(layer: RecurrentLayer, xs: Tensor, hx: list[Tensor], lengths: Ten
     return inputs, [torch.stack(parts) for parts in zip(*finals)]
 
 
+def _reference(layer, xs, hx, lengths):
+    """Autograd through `unroll`."""
+    return _stacked(layer, xs, hx, lengths, lambda k, cell, x, s, n, rev: unroll(cell, x, s, lengths=n, reverse=rev))
+
+
+def _bptt(layer, xs, hx, lengths):
+    """The explicit engine; with `layer.record_grad_norms`, ‖∂L/∂h_t‖ lands in `layer.grad_norms[k]`."""
+    record = layer.grad_norms if layer.record_grad_norms else None
+    if record is not None:
+        record.clear()
+
+    def run(k, cell, x, s, n, rev):
+        rec = None if record is None else record.setdefault(k, [])
+        return unroll_bptt(cell, x, s, lengths=n, reverse=rev, record=rec)
+
+    return _stacked(layer, xs, hx, lengths, run)
+
+
 def _no_reason(layer) -> None:
     return None
 
 
-# name -> (why it cannot run this layer, or None; the function that runs it).
-# A third backend, the explicit BPTT engine, registers itself here.
+# name -> (why it cannot run this layer, or None; the function that runs it)
 BACKENDS = {
     "reference": (_no_reason, _reference),
+    "bptt": (_no_reason, _bptt),
     "fused": (fused.unsupported, fused.run),
 }
-AUTO_ORDER = ("fused", "reference")
+AUTO_ORDER = ("fused", "bptt", "reference")
 
 
 class RecurrentLayer(nn.Module):
@@ -84,6 +103,8 @@ class RecurrentLayer(nn.Module):
         self.variational = variational  # one dropout mask per sequence between layers, not per element
         self.num_directions = 2 if bidirectional else 1
         self.last_backend: str | None = None
+        self.record_grad_norms = False  # bptt backend: keep ‖∂L/∂h_t‖ per step in grad_norms[k]
+        self.grad_norms: dict[int, list[Tensor]] = {}
         cells, in_size = [], input_size
         for layer_idx in range(num_layers):
             for d in range(self.num_directions):

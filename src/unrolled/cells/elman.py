@@ -46,5 +46,18 @@ class ElmanCell(Cell):
         h = self.act(F.linear(x, self.weight_ih, self.bias_ih) + F.linear(h, self.weight_hh, self.bias_hh))
         return h, h
 
+    # -- the BPTT engine's view: xp = W_ih x_t + b_ih and rp = W_hh h_{t-1} + b_hh come precomputed --
+    rec_weight, rec_bias, in_bias = "weight_hh", "bias_hh", "bias_ih"
+
+    def step(self, xp: Tensor, rp: Tensor, h: Tensor):
+        h = self.act(xp + rp)
+        return h, h, h  # new state, output, saved for backward
+
+    def step_backward(self, h: Tensor, dh: Tensor, dy: Tensor):
+        """∂L/∂(pre-activation) from ∂L/∂h_t (through the state and the output): σ'(a) = 1 − h² or [h > 0]."""
+        d = dh + dy
+        da = d * (1 - h * h) if self.nonlinearity == "tanh" else d * (h > 0)
+        return da, da, None, None  # d xp, d rp, direct d state_{t-1} (none: only through W_hh), extras
+
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}, nonlinearity={self.nonlinearity!r}"

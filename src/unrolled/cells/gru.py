@@ -44,3 +44,25 @@ class GRUCell(Cell):
         n = torch.tanh(xn + r * hn)
         h = (1 - z) * n + z * h
         return h, h
+
+    # -- the BPTT engine's view: xp = W_ih x_t + b_ih and rp = W_hh h_{t-1} + b_hh come precomputed --
+    rec_weight, rec_bias, in_bias = "weight_hh", "bias_hh", "bias_ih"
+
+    def step(self, xp: Tensor, rp: Tensor, h: Tensor):
+        xr, xz, xn = xp.chunk(3, dim=1)
+        hr, hz, hn = rp.chunk(3, dim=1)
+        r = torch.sigmoid(xr + hr)
+        z = torch.sigmoid(xz + hz)
+        n = torch.tanh(xn + r * hn)
+        h_new = (1 - z) * n + z * h
+        return h_new, h_new, (r, z, n, hn, h)
+
+    def step_backward(self, saved, dh: Tensor, dy: Tensor):
+        """dn = d ⊙ (1 − z), dz = d ⊙ (h_{t-1} − n), direct ∂h_{t-1} = d ⊙ z; the reset gate multiplies
+        W_hn h + b_hn, so its gradient is dn' ⊙ (W_hn h + b_hn) and W_hn h receives dn' ⊙ r."""
+        r, z, n, hn, h = saved
+        d = dh + dy
+        dn = d * (1 - z) * (1 - n * n)
+        dz = d * (h - n) * z * (1 - z)
+        dr = dn * hn * r * (1 - r)
+        return torch.cat([dr, dz, dn], 1), torch.cat([dr, dz, dn * r], 1), d * z, None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -56,8 +57,48 @@ class JordanCell(Cell):
         y = self.output_act(F.linear(h, self.weight_hy, self.bias_y))
         return y, y
 
+    # -- the BPTT engine's view: xp = W_ih x_t + b and rp = W_yh y_{t-1} come precomputed --
+    rec_weight, rec_bias, in_bias = "weight_yh", None, "bias"
+
+    def step(self, xp: Tensor, rp: Tensor, y: Tensor):
+        a = xp + rp
+        h = self.hidden_act(a)
+        y = self.output_act(F.linear(h, self.weight_hy, self.bias_y))
+        return y, y, (a, h, y)
+
+    def step_backward(self, saved, dstate: Tensor, dy: Tensor):
+        """∂L/∂y_t → through σ_y to the output pre-activation o, through W_hy to h, through σ_h to a.
+        The fed-back y_{t-1} reaches the step only through W_yh, so there is no direct term."""
+        a, h, y = saved
+        d = dstate + dy
+        do = _act_backward(self.output_activation, d, y, None)
+        da = _act_backward(self.hidden_activation, do @ self.weight_hy, h, a)
+        return da, da, None, (do, h)
+
+    def extra_grads(self, extras: list) -> dict[str, Tensor]:
+        """Gradients of the output weights, each one GEMM over all steps: Σ_t do_tᵀ h_t and Σ_t do_t."""
+        do = torch.cat([e[0] for e in extras])  # (T*B, O)
+        h = torch.cat([e[1] for e in extras])  # (T*B, H)
+        grads = {"weight_hy": do.T @ h}
+        if self.bias_y is not None:
+            grads["bias_y"] = do.sum(0)
+        return grads
+
     def extra_repr(self) -> str:
         return (
             f"{self.input_size}, {self.hidden_size}, {self.output_size}, "
             f"hidden_activation={self.hidden_activation!r}, output_activation={self.output_activation!r}"
         )
+
+
+def _act_backward(name: str, d: Tensor, out: Tensor, pre: Tensor | None) -> Tensor:
+    """Vector–Jacobian product of an activation, from its output (and, for ReLU, its input)."""
+    if name == "identity":
+        return d
+    if name == "tanh":
+        return d * (1 - out * out)
+    if name == "sigmoid":
+        return d * out * (1 - out)
+    if name == "relu":
+        return d * (pre > 0)
+    return out * (d - (d * out).sum(-1, keepdim=True))  # softmax

@@ -46,3 +46,29 @@ class LSTMCell(Cell):
         c = f * c + i * g
         h = o * torch.tanh(c)
         return LSTMState(h, c), h
+
+    # -- the BPTT engine's view: xp = W_ih x_t + b_ih and rp = W_hh h_{t-1} + b_hh come precomputed --
+    rec_weight, rec_bias, in_bias = "weight_hh", "bias_hh", "bias_ih"
+
+    def step(self, xp: Tensor, rp: Tensor, state: LSTMState):
+        i, f, g, o = (xp + rp).chunk(4, dim=1)
+        i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+        c = f * state.c + i * g
+        tc = torch.tanh(c)
+        h = o * tc
+        return LSTMState(h, c), h, (i, f, g, o, state.c, tc)
+
+    def step_backward(self, saved, d: LSTMState, dy: Tensor):
+        """Back through one step: from ∂L/∂h_t, ∂L/∂c_t to the gate pre-activations and ∂L/∂c_{t-1}.
+
+        dh = ∂h_t + dy;  dc = ∂c_t + dh ⊙ o ⊙ (1 − tanh²c_t)
+        d i = dc ⊙ g,  d f = dc ⊙ c_{t-1},  d g = dc ⊙ i,  d o = dh ⊙ tanh c_t,  ∂c_{t-1} = dc ⊙ f
+        then through σ' = s(1 − s) and tanh' = 1 − g².
+        """
+        i, f, g, o, c_prev, tc = saved
+        dh = d.h + dy
+        dc = d.c + dh * o * (1 - tc * tc)
+        dgates = torch.cat(
+            [dc * g * i * (1 - i), dc * c_prev * f * (1 - f), dc * i * (1 - g * g), dh * tc * o * (1 - o)], 1
+        )
+        return dgates, dgates, LSTMState(None, dc * f), None

@@ -1,0 +1,137 @@
+"""Back-propagation through time, written out: one `autograd.Function` for every cell.
+
+Forward: the input projection of all T steps as one GEMM, XP = X W_ihᵀ + b; then for each step
+the recurrent product rp_t = r_{t-1} W_recᵀ (+ b_rec) and the cell's pointwise `step`, saving only
+what its `step_backward` needs. Backward walks from t = T to 1: the cell's local backward turns
+∂L/∂state_t (from step t+1) plus ∂L/∂y_t (from the loss) into ∂L/∂xp_t, ∂L/∂rp_t and the direct
+part of ∂L/∂state_{t-1}, to which ∂L/∂rp_t W_rec is added. Weight gradients come last, each one
+GEMM over all steps: ∂W_ih = Σ_t ∂xp_tᵀ x_t, ∂W_rec = Σ_t ∂rp_tᵀ r_{t-1}, and ∂X = ∂XP W_ih.
+
+Cells supply `step`, `step_backward`, and the names `rec_weight`, `rec_bias`, `in_bias` (see
+cells/*.py: each local backward stands beside its forward). With `record`, the norm of
+∂L/∂h_t (all of it: through the output and through the future) is kept for every step, at no
+extra cost, as a (T,) tensor appended to the list given.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .._checks import check_lengths, check_sequence, check_state_like
+from ..cells.base import Cell
+from ..unroll import reverse_padded, where_state
+
+
+def _parts(state) -> list[Tensor]:
+    return [state] if isinstance(state, Tensor) else list(state)
+
+
+def _rebuild(template, parts):
+    return parts[0] if isinstance(template, Tensor) else type(template)(*parts)
+
+
+def _rec_input(state) -> Tensor:
+    """What W_rec multiplies: h (the first field) of the previous state."""
+    return state if isinstance(state, Tensor) else state[0]
+
+
+class _BPTT(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, cell, names, masks, record, n_state, xs, *tensors):
+        state0 = _rebuild(cell.init_state(1, device="meta"), list(tensors[:n_state]))
+        w = dict(zip(names, tensors[n_state:]))
+        c = cell.bind(w)
+        X = xs.transpose(0, 1)  # (T, B, F): time-major inside
+        XP = F.linear(X, w["weight_ih"], w.get(c.in_bias))  # (T, B, G), one GEMM
+        W_rec, b_rec = w[c.rec_weight], w.get(c.rec_bias) if c.rec_bias else None
+        state, ys, saved, rec_inputs = state0, [], [], []
+        for t in range(X.shape[0]):
+            r = _rec_input(state)
+            new, y, s = c.step(XP[t], F.linear(r, W_rec, b_rec), state)
+            if masks is not None:
+                m = masks[t]
+                new, y = where_state(m, new, state), torch.where(m, y, 0.0)
+            rec_inputs.append(r)
+            saved.append(s)
+            ys.append(y)
+            state = new
+        ctx.c, ctx.names, ctx.masks, ctx.record, ctx.n_state = c, names, masks, record, n_state
+        ctx.saved_steps, ctx.state0 = saved, state0
+        ctx.save_for_backward(X, torch.stack(rec_inputs), *tensors[n_state:])
+        return (torch.stack(ys, 1), *_parts(state))  # (B, T, O), final state
+
+    @staticmethod
+    def backward(ctx, dY, *d_final):
+        c, masks = ctx.c, ctx.masks
+        X, R, *weights = ctx.saved_tensors
+        w = dict(zip(ctx.names, weights))
+        W_rec = w[c.rec_weight]
+        T = X.shape[0]
+        dY = dY.transpose(0, 1)  # (T, B, O)
+        d_state = _rebuild(
+            ctx.state0, [torch.zeros_like(p) if g is None else g for p, g in zip(_parts(ctx.state0), d_final)]
+        )
+        dXP, dRP, extras = [None] * T, [None] * T, []
+        norms = torch.empty(T, dtype=X.dtype, device=X.device) if ctx.record is not None else None
+        for t in range(T - 1, -1, -1):
+            dy, d_in = dY[t], d_state
+            if masks is not None:
+                m = masks[t]
+                dy = torch.where(m, dy, 0.0)
+                d_in = where_state(m, d_state, _rebuild(d_state, [torch.zeros_like(p) for p in _parts(d_state)]))
+            if norms is not None:
+                norms[t] = torch.linalg.vector_norm(_rec_input(d_in) + dy)
+            dxp, drp, direct, extra = c.step_backward(ctx.saved_steps[t], d_in, dy)
+            dXP[t], dRP[t] = dxp, drp
+            if extra is not None:
+                extras.append(extra)
+            through_rec = drp @ W_rec  # ∂L/∂r_{t-1} through the recurrent weights
+            if isinstance(ctx.state0, Tensor):
+                d_prev = through_rec if direct is None else direct + through_rec
+            else:
+                d_prev = type(ctx.state0)(
+                    through_rec, *[torch.zeros_like(through_rec) if p is None else p for p in direct[1:]]
+                )
+            d_state = d_prev if masks is None else where_state(masks[t], d_prev, d_state)
+        dXP, dRP = torch.stack(dXP), torch.stack(dRP)  # (T, B, G)
+        flat_xp, flat_rp = dXP.flatten(0, 1), dRP.flatten(0, 1)
+        grads = {"weight_ih": flat_xp.T @ X.flatten(0, 1), c.rec_weight: flat_rp.T @ R.flatten(0, 1)}
+        if c.in_bias in w:
+            grads[c.in_bias] = flat_xp.sum(0)
+        if c.rec_bias and c.rec_bias in w:
+            grads[c.rec_bias] = flat_rp.sum(0)
+        if extras:
+            grads.update(c.extra_grads(extras))
+        if norms is not None:
+            ctx.record.append(norms)
+        dxs = (dXP @ w["weight_ih"]).transpose(0, 1)  # (B, T, F)
+        return (None, None, None, None, None, dxs, *_parts(d_state), *[grads.get(n) for n in ctx.names])
+
+
+def unroll_bptt(cell: Cell, xs: Tensor, state=None, *, lengths=None, reverse: bool = False, record: list | None = None):
+    """`unroll` with the explicit engine: same arguments, same numbers, hand-written backward.
+
+    `record`, a list, receives the (T,) norms ‖∂L/∂h_t‖ (over the batch) when the backward pass runs,
+    indexed by processing step (for `reverse`, step 0 is each sequence's last element).
+    """
+    B, T = check_sequence(xs, cell.input_size)
+    lengths = check_lengths(lengths, B, T, xs.device)
+    if state is None:
+        state = cell.init_state(B, device=xs.device, dtype=xs.dtype)
+    else:
+        check_state_like(state, cell.init_state(B, device="meta", dtype=xs.dtype), "state")
+    if reverse:
+        xs = reverse_padded(xs, lengths)
+    masks = None if lengths is None else (torch.arange(T, device=xs.device)[:, None] < lengths)[..., None]  # (T, B, 1)
+    names = [
+        n for n in ("weight_ih", cell.in_bias, cell.rec_weight, cell.rec_bias) if n and getattr(cell, n) is not None
+    ]
+    names += [n for n in ("weight_hy", "bias_y") if getattr(cell, n, None) is not None]
+    parts = _parts(state)
+    out = _BPTT.apply(cell, names, masks, record, len(parts), xs, *parts, *[getattr(cell, n) for n in names])
+    ys, final = out[0], _rebuild(state, list(out[1:]))
+    if reverse:
+        ys = reverse_padded(ys, lengths)
+    return ys, final
