@@ -22,7 +22,7 @@ def _commands():
     """Each subcommand module has `register(subparsers)`, which sets `func` on its parser."""
     import importlib
 
-    names = ("train", "sample", "evaluate", "data")
+    names = ("train", "sample", "evaluate", "data", "bench")
     mods = []
     for name in names:
         try:
