@@ -148,7 +148,7 @@ def bench_generation(
             model = _Model(cell, backend, hidden, layers).to(device).eval()
             emb = torch.randn(CLASSES, hidden, device=device)
 
-            def run():
+            def run(model=model, emb=emb):
                 state, token = None, 0
                 for _ in range(tokens):
                     logits, state = model(emb[token].view(1, 1, -1), state)
