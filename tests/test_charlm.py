@@ -14,7 +14,8 @@ from safetensors.torch import load_file
 
 from unrolled.cli import main
 from unrolled.models import LanguageModel
-from unrolled.tasks.lm import generate, model_from_checkpoint
+from unrolled.tasks import load as model_from_checkpoint
+from unrolled.tasks.lm import generate
 from unrolled.train import checkpoint
 
 TEXT = "".join(f"line {i}: the quick brown fox jumps over the lazy dog.\n" for i in range(400))
@@ -35,10 +36,14 @@ def train(corpus, out, *extra):
 
 def test_cli_end_to_end(corpus, tmp_path, capsys):
     out = tmp_path / "run"
-    assert train(corpus, out, "--steps", "30", "--eval-every", "10") == 0
+    assert train(corpus, out, "--steps", "30", "--eval-every", "10", "--results", str(tmp_path / "r.json")) == 0
+    rows = json.loads((tmp_path / "r.json").read_text())
+    assert [r["metric"] for r in rows] == ["nats_per_char", "bits_per_char"]
+    assert rows[0]["command"].startswith("unrolled train charlm --data") and rows[0]["split"] == "valid"
     assert (out / "best").exists() and (out / "latest").exists() and (out / "loss.png").exists()
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if r["split"] == "valid"] == [10, 20, 30]
+    assert abs(min(r["loss"] for r in records if r["split"] == "valid") - rows[0]["value"]) < 1e-6
     assert all("bpc" in r for r in records if r["split"] == "valid")
     capsys.readouterr()
     assert main(["sample", str(out), "--prime", "line", "--length", "40", "--seed", "3"]) == 0

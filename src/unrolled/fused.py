@@ -23,8 +23,8 @@ KERNELS = {
 
 def unsupported(layer) -> str | None:
     """Why the fused backend cannot run `layer`, or None when it can."""
-    if layer.fused_kernel is None:
-        return f"torch.nn has no fused kernel for a {type(layer).__name__} layer"
+    if layer.fused_kernel not in KERNELS:
+        return f"torch.nn has no fused kernel for a {type(layer).__name__} layer like this one"
     return None
 
 

@@ -13,7 +13,7 @@ class ElmanCell(Cell):
 
         h_t = σ(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh),    y_t = h_t
 
-    with σ = tanh or ReLU. Parameters `weight_ih` (H, I), `weight_hh` (H, H), `bias_ih` (H),
+    with σ = tanh or ReLU (or the identity: the linear network of the vanishing-gradient analysis). Parameters `weight_ih` (H, I), `weight_hh` (H, H), `bias_ih` (H),
     `bias_hh` (H) are named and shaped as in `torch.nn.RNNCell`, so state dicts move both ways.
     The state is the hidden vector h, a tensor (B, H).
     """
@@ -29,7 +29,7 @@ class ElmanCell(Cell):
         dtype=None,
     ) -> None:
         super().__init__()
-        self.act = activation(nonlinearity, ("tanh", "relu"), "nonlinearity")
+        self.act = activation(nonlinearity, ("tanh", "relu", "identity"), "nonlinearity")
         self.nonlinearity = nonlinearity
         self.input_size, self.hidden_size, self.output_size = input_size, hidden_size, hidden_size
         kw = {"device": device, "dtype": dtype}
@@ -54,9 +54,12 @@ class ElmanCell(Cell):
         return h, h, h  # new state, output, saved for backward
 
     def step_backward(self, h: Tensor, dh: Tensor, dy: Tensor):
-        """∂L/∂(pre-activation) from ∂L/∂h_t (through the state and the output): σ'(a) = 1 − h² or [h > 0]."""
+        """∂L/∂(pre-activation) from ∂L/∂h_t (through the state and the output): σ'(a) = 1 − h², [h > 0] or 1."""
         d = dh + dy
-        da = d * (1 - h * h) if self.nonlinearity == "tanh" else d * (h > 0)
+        if self.nonlinearity == "tanh":
+            da = d * (1 - h * h)
+        else:
+            da = d * (h > 0) if self.nonlinearity == "relu" else d
         return da, da, None, None  # d xp, d rp, direct d state_{t-1} (none: only through W_hh), extras
 
     def extra_repr(self) -> str:

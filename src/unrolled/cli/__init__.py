@@ -22,7 +22,7 @@ def _commands():
     """Each subcommand module has `register(subparsers)`, which sets `func` on its parser."""
     import importlib
 
-    names = ("train", "sample", "evaluate", "data", "bench")
+    names = ("train", "sample", "evaluate", "diagnose", "data", "bench")
     mods = []
     for name in names:
         try:
@@ -36,6 +36,7 @@ def _commands():
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 0

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from ..data import TBPTTStream
 from ..errors import UnrolledError
-from ..tasks.lm import evaluate, model_from_checkpoint
+from ..tasks import load
+from ..tasks.lm import LMTask, evaluate
 from ..train import checkpoint
-from .train import describe
+from ..train.config import TrainConfig
 
 
 def register(sub) -> None:
@@ -24,7 +25,11 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    task, model, vocab, cfg = model_from_checkpoint(checkpoint.load(args.checkpoint))
+    task, model, vocab, cfg = load(checkpoint.load(args.checkpoint))
+    if not isinstance(task, LMTask):  # the synthetic tasks: their held-out set
+        _, _, test = task.prepare(cfg, TrainConfig())
+        print(f"test: {task.describe(task.evaluate(model, test))} over {len(test) * test.batch_size:,} sequences")
+        return 0
     _, valid, test = task.corpus(cfg, args.data)
     corpus = valid if args.split == "valid" else test
     if corpus is None:
@@ -32,5 +37,5 @@ def run(args: argparse.Namespace) -> int:
     batch = args.batch_size or (task.eval_batch if task.unit == "char" else 1)
     ids = task.encode(vocab, corpus, f"the {args.split} split")
     m = evaluate(model, TBPTTStream(ids, batch, args.seq_len))
-    print(f"{args.split}: {describe(task, m)} over {len(ids):,} tokens")
+    print(f"{args.split}: {task.describe(m)} over {len(ids):,} tokens")
     return 0

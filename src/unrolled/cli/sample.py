@@ -8,7 +8,9 @@ from pathlib import Path
 
 import torch
 
-from ..tasks.lm import generate, model_from_checkpoint
+from ..errors import UnrolledError
+from ..tasks import load
+from ..tasks.lm import LMTask, generate
 from ..train import checkpoint
 
 
@@ -24,7 +26,9 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    task, model, vocab, _ = model_from_checkpoint(checkpoint.load(args.checkpoint))
+    task, model, vocab, _ = load(checkpoint.load(args.checkpoint))
+    if not isinstance(task, LMTask):
+        raise UnrolledError(f"sample needs a language model; {args.checkpoint} holds a {task.name!r} model")
     ids = task.encode_prime(vocab, args.prime)
     gen = torch.Generator().manual_seed(args.seed)
     if args.prime is not None:

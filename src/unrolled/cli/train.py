@@ -12,12 +12,13 @@ import torch
 
 from ..config import add_arguments, build, preset
 from ..errors import UnrolledError
-from ..tasks.lm import TASKS, count_params
+from ..tasks import TASKS
+from ..tasks.lm import count_params
 from ..train import callbacks as cb
 from ..train.config import TrainConfig
 from ..train.loop import Trainer
 
-META = {"func", "command", "task", "preset", "out", "resume", "quiet"}
+META = {"func", "command", "task", "preset", "out", "resume", "quiet", "results", "argv"}
 
 
 def register(sub) -> None:
@@ -29,6 +30,9 @@ def register(sub) -> None:
         p.add_argument("--out", type=Path, help=f"run directory (default: runs/{name})")
         p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.add_argument(
+            "--results", type=Path, help="append the run's best figures to this JSON list (docs/results.json)"
+        )
         add_arguments(p, task.config_class)
         add_arguments(p, TrainConfig)
         p.set_defaults(func=partial(run, task))
@@ -46,37 +50,48 @@ def run(task, args: argparse.Namespace) -> int:
     if tcfg.threads:
         torch.set_num_threads(tcfg.threads)
     torch.manual_seed(tcfg.seed)
-    vocab, train, valid = task.prepare(cfg, tcfg.batch_size, tcfg.seq_len)
+    vocab, train, valid = task.prepare(cfg, tcfg)
     model = task.build_model(cfg, vocab)
     trainer = Trainer(
         model, tcfg, train, partial(task.evaluate, stream=valid, max_windows=tcfg.eval_windows), out,
-        task=task.name, task_config=dataclasses.asdict(cfg), vocab=vocab.to_json(), progress=not args.quiet,
+        task=task.name, task_config=dataclasses.asdict(cfg), vocab=vocab.to_json() if vocab else None,
+        carry_state=task.carry_state, progress=not args.quiet,
     )  # fmt: skip
     if args.resume:
         trainer.resume()
         print(f"resuming {out} at step {trainer.step}", file=sys.stderr)
-    trainer.callbacks = [cb.MetricsLog(out, trainer.step), cb.LossPlot(out, f"nats per {task.unit}")]
+    trainer.callbacks = [cb.GradientStats(), cb.MetricsLog(out, trainer.step), cb.LossPlot(out, task.loss_label)]
     print(
-        f"{task.name}: {count_params(model):,} parameters, vocabulary {len(vocab):,}, {len(train)} windows per epoch, "
-        f"{trainer.total_steps} steps, device {trainer.device}, backend {model.rnn.choose_backend(cfg.backend)}",
+        f"{task.name}: {count_params(model):,} parameters, {len(train)} batches per epoch, {trainer.total_steps} steps, "
+        f"device {trainer.device}, backend {model.rnn.choose_backend(cfg.backend)}",
         file=sys.stderr,
     )
     summary = trainer.fit()
     m = summary["metrics"]
     print(
-        f"step {summary['step']}: valid {describe(task, m)}, best {summary['best_valid']:.4f}; "
+        f"step {summary['step']}: {task.describe(m)} (best loss {summary['best_valid']:.4f}); "
         f"{summary['wall_seconds']:.0f} s, {summary['tokens_per_s']:,.0f} tokens/s; checkpoints in {out}"
     )
+    if args.results and summary["stopped"] != "interrupted":
+        record_results(args.results, task, cfg, args, summary)
     if summary["stopped"] == "interrupted":
         print(f"interrupted: checkpoint saved; continue with --resume --out {out}", file=sys.stderr)
         return 130
     return 0
 
 
-def describe(task, m: dict) -> str:
-    """A metrics line in the unit people quote: bits per character, perplexity per word."""
-    if not m:
-        return "not evaluated"
-    if task.unit == "char":
-        return f"{m['loss']:.4f} nats/char ({m['bpc']:.4f} bits/char)"
-    return f"{m['loss']:.4f} nats/word (perplexity {m['ppl']:.2f})"
+def record_results(path: Path, task, cfg, args: argparse.Namespace, summary: dict) -> None:
+    """Append this run's figures to a JSON list, with the command that produced them."""
+    import datetime
+    import json
+
+    rows = json.loads(path.read_text()) if path.exists() else []
+    for split, metric, value in task.result_metrics(summary):
+        rows.append({
+            "task": task.name, "dataset": getattr(cfg, "data", None) or task.default_dataset(cfg),
+            "preset": args.preset, "split": split, "metric": metric, "value": round(value, 6),
+            "command": "unrolled " + " ".join(args.argv), "wall_seconds": round(summary["wall_seconds"], 1),
+            "steps": summary["step"], "date": datetime.date.today().isoformat(),
+        })  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rows, indent=1) + "\n")

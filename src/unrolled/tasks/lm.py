@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import from_json, opt
+from ..config import opt
 from ..data import CharVocab, TBPTTStream, WordVocab, load_char_corpus, load_word_corpus
 from ..errors import UnrolledError
 from ..layers import LAYERS
@@ -175,12 +175,35 @@ class LMTask:
         piece = vocab.decode([token])
         return piece if self.unit == "char" or piece == "\n" else piece + " "
 
-    def prepare(self, cfg: LMConfig, batch_size: int, seq_len: int):
+    carry_state = True  # truncated BPTT: the state flows from window to window
+
+    @property
+    def loss_label(self) -> str:
+        return f"nats per {self.unit}"
+
+    def prepare(self, cfg: LMConfig, tcfg):
         train, valid, _ = self.corpus(cfg)
         vocab = self.build_vocab(train, valid)
-        train_stream = TBPTTStream(self.encode(vocab, train, "the training split"), batch_size, seq_len)
-        valid_stream = TBPTTStream(self.encode(vocab, valid, "the validation split"), self.eval_batch, seq_len)
+        train_stream = TBPTTStream(self.encode(vocab, train, "the training split"), tcfg.batch_size, tcfg.seq_len)
+        valid_stream = TBPTTStream(self.encode(vocab, valid, "the validation split"), self.eval_batch, tcfg.seq_len)
         return vocab, train_stream, valid_stream
+
+    def result_metrics(self, summary: dict) -> list[tuple[str, str, float]]:
+        """The figures a results table quotes: the best validation loss, in nats and in the usual unit."""
+        best = summary["best_valid"]
+        usual = ("bits_per_char", best / math.log(2)) if self.unit == "char" else ("perplexity", math.exp(best))
+        return [("valid", f"nats_per_{self.unit}", best), ("valid", *usual)]
+
+    def default_dataset(self, cfg) -> str:
+        return "python-stdlib-source"
+
+    def describe(self, m: dict) -> str:
+        """A metrics line in the unit people quote: bits per character, perplexity per word."""
+        if not m:
+            return "not evaluated"
+        if self.unit == "char":
+            return f"{m['loss']:.4f} nats/char ({m['bpc']:.4f} bits/char)"
+        return f"{m['loss']:.4f} nats/word (perplexity {m['ppl']:.2f})"
 
     def build_model(self, cfg: LMConfig, vocab) -> LanguageModel:
         return build_model(cfg, len(vocab))
@@ -191,18 +214,6 @@ class LMTask:
 CHAR = LMTask("charlm", "char", CharLMConfig, CHAR_PRESETS, eval_batch=16)
 WORD = LMTask("wordlm", "word", WordLMConfig, WORD_PRESETS, eval_batch=10)
 TASKS = {t.name: t for t in (CHAR, WORD)}
-
-
-def model_from_checkpoint(ckpt) -> tuple[LMTask, LanguageModel, object, LMConfig]:
-    if ckpt.task not in TASKS:
-        raise UnrolledError(f"{ckpt.path} holds a {ckpt.task!r} model, which this command cannot use")
-    task = TASKS[ckpt.task]
-    cfg = from_json(task.config_class, ckpt.config["task"], f"checkpoint {ckpt.path}")
-    vocab = task.load_vocab(ckpt.vocab)
-    model = build_model(cfg, len(vocab))
-    ckpt.load_weights(model)
-    model.eval()
-    return task, model, vocab, cfg
 
 
 def count_params(model: nn.Module) -> int:

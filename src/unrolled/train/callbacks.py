@@ -55,6 +55,31 @@ class MetricsLog(Callback):
             self.writer.close()
 
 
+class GradientStats(Callback):
+    """Adds to the logged training records: how often clipping fired since the last record, and the
+    largest singular value of every recurrent matrix (W_hh, Jordan's W_yh), every `every` steps.
+
+    Put it before `MetricsLog` in the list: it writes into the record that `MetricsLog` then logs.
+    """
+
+    def __init__(self, every: int = 10, spectrum_every: int = 100) -> None:
+        self.every, self.spectrum_every = every, spectrum_every
+        self.clipped = self.seen = 0
+
+    def on_step(self, trainer, record):
+        self.clipped += record.get("clipped", 0)
+        self.seen += 1
+        if record["step"] % self.every == 0:
+            record["clip_rate"] = self.clipped / self.seen
+            self.clipped = self.seen = 0
+        if record["step"] % self.spectrum_every == 0:
+            import torch
+
+            for name, w in trainer.model.named_parameters():
+                if ".weight_hh" in name or ".weight_yh" in name or name.startswith(("weight_hh", "weight_yh")):
+                    record[f"sigma_max/{name}"] = float(torch.linalg.matrix_norm(w.detach().float(), ord=2))
+
+
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     path = Path(run_dir) / "metrics.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []

@@ -74,7 +74,7 @@ class Trainer:
         self.model, self.cfg, self.data, self.evaluate = model, cfg, train_data, evaluate
         self.run_dir, self.task, self.task_config, self.vocab = Path(run_dir), task, task_config, vocab
         self.callbacks, self.carry_state, self.progress = list(callbacks), carry_state, progress
-        self.tokens_per_batch = tokens_per_batch or (lambda batch: batch[0].numel())
+        self.tokens_per_batch = tokens_per_batch or (lambda batch: batch[0].shape[0] * batch[0].shape[1])  # B·T
         self.device = pick_device(cfg.device)
         self.model.to(self.device)
         self.steps_per_epoch = len(train_data)
