@@ -64,7 +64,7 @@ def evaluate(model, ids, batch, seq):
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--minutes", type=float, default=60.0)
-    p.add_argument("--steps", type=int, default=9000, help="cosine horizon (the run stops at --minutes)")
+    p.add_argument("--steps", type=int, default=6000, help="cosine horizon: about what fits in 60 minutes here")
     p.add_argument("--hidden", type=int, default=512)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--dropout", type=float, default=0.2)

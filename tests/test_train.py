@@ -1,0 +1,85 @@
+"""Optimizers, schedules, clipping and early stopping of the training loop."""
+
+import math
+
+import pytest
+import torch
+
+from unrolled.config import build
+from unrolled.train import Trainer
+from unrolled.train.config import OPTIMIZERS, TrainConfig
+from unrolled.train.optim import clip_gradients, lr_factor, make_optimizer, make_scheduler
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_every_optimizer_takes_a_step(name):
+    w = torch.nn.Parameter(torch.ones(3))
+    opt = make_optimizer([w], build(TrainConfig, {"optimizer": name, "lr": 0.1}))
+    (w**2).sum().backward()
+    opt.step()
+    assert torch.all(w < 1)
+
+
+def test_cosine_with_warmup():
+    cfg = build(TrainConfig, {"schedule": "cosine", "warmup_steps": 10, "min_lr_ratio": 0.1})
+    f = [lr_factor(cfg, s, 110, 50) for s in range(110)]
+    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
+    assert f[10] == pytest.approx(1.0) and f[60] == pytest.approx(0.55) and f[109] == pytest.approx(0.1, abs=1e-3)
+    assert all(a >= b for a, b in zip(f[10:], f[11:]))
+
+
+def test_step_decay_after_an_epoch_like_zaremba():
+    cfg = build(TrainConfig, {"schedule": "step", "gamma": 0.5, "decay_start": 4})
+    per_epoch = [lr_factor(cfg, e * 100, 10_000, 100) for e in range(7)]
+    assert per_epoch == [1, 1, 1, 1, 0.5, 0.25, 0.125]
+
+
+def test_plateau_schedule_decays_on_evaluations():
+    w = torch.nn.Parameter(torch.ones(1))
+    cfg = build(TrainConfig, {"schedule": "plateau", "patience": 0, "gamma": 0.5, "lr": 1.0})
+    opt = make_optimizer([w], cfg)
+    sched = make_scheduler(opt, cfg, 100, 10)
+    for loss in (1.0, 1.0, 1.0):
+        sched.step(loss)
+    assert opt.param_groups[0]["lr"] == 0.25
+
+
+def test_clipping_by_norm_and_by_value():
+    w = torch.nn.Parameter(torch.zeros(4))
+    w.grad = torch.tensor([3.0, 4.0, 0.0, 0.0])
+    model = torch.nn.Module()
+    model.w = w
+    norm, clipped = clip_gradients(model, build(TrainConfig, {"clip_norm": 1.0}))
+    assert norm == pytest.approx(5.0) and clipped and torch.linalg.vector_norm(w.grad) == pytest.approx(1.0)
+    w.grad = torch.tensor([3.0, -4.0, 0.5, 0.0])
+    clip_gradients(model, build(TrainConfig, {"clip_norm": None, "clip_value": 1.0}))
+    assert torch.equal(w.grad, torch.tensor([1.0, -1.0, 0.5, 0.0]))
+
+
+class _Data:
+    def __len__(self):
+        return 5
+
+    def windows(self, start=0):
+        for i in range(start, 5):
+            yield i, torch.ones(2, 3), torch.zeros(2, 3)
+
+
+class _Model(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(1))
+
+    def loss(self, batch, state=None):
+        return (self.w * batch[0]).pow(2).mean(), None
+
+
+def test_early_stopping_after_evaluations_without_improvement(tmp_path):
+    losses = iter([3.0, 2.0, 2.5, 2.6, 2.7, 1.0])
+    cfg = build(TrainConfig, {"steps": 100, "eval_every": 2, "early_stop": 3, "optimizer": "sgd", "lr": 0.01})
+    trainer = Trainer(_Model(), cfg, _Data(), lambda m: {"loss": next(losses)}, tmp_path, task="t",
+                      task_config={}, carry_state=False, progress=False)  # fmt: skip
+    summary = trainer.fit()
+    assert summary["stopped"] == "early stopping" and summary["step"] == 10
+    assert summary["best_valid"] == 2.0 and math.isfinite(summary["wall_seconds"])
+    assert (tmp_path / "best").resolve().name == "ckpt-00000004"
