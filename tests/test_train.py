@@ -1,5 +1,6 @@
 """Optimizers, schedules, clipping and early stopping of the training loop."""
 
+import itertools
 import math
 
 import pytest
@@ -25,7 +26,7 @@ def test_cosine_with_warmup():
     f = [lr_factor(cfg, s, 110, 50) for s in range(110)]
     assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
     assert f[10] == pytest.approx(1.0) and f[60] == pytest.approx(0.55) and f[109] == pytest.approx(0.1, abs=1e-3)
-    assert all(a >= b for a, b in zip(f[10:], f[11:]))
+    assert all(a >= b for a, b in itertools.pairwise(f[10:]))
 
 
 def test_step_decay_after_an_epoch_like_zaremba():
