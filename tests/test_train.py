@@ -84,3 +84,43 @@ def test_early_stopping_after_evaluations_without_improvement(tmp_path):
     assert summary["stopped"] == "early stopping" and summary["step"] == 10
     assert summary["best_valid"] == 2.0 and math.isfinite(summary["wall_seconds"])
     assert (tmp_path / "best").resolve().name == "ckpt-00000004"
+
+
+class _Iterates:
+    def __init__(self):
+        self.ws = []
+
+    def on_step(self, trainer, record):
+        self.ws.append(trainer.model.w.detach().clone())
+
+    def on_eval(self, trainer, record): ...
+
+    def on_end(self, trainer): ...
+
+
+def test_ntasgd_averages_the_iterates_once_validation_stalls(tmp_path):
+    from unrolled.train import checkpoint
+
+    losses = iter([3.0, 2.0, 2.5, 2.6, 2.7, 2.8])
+    seen = []
+
+    def evaluate(model):
+        seen.append(model.w.item())
+        return {"loss": next(losses)}
+
+    cfg = build(TrainConfig, {"steps": 12, "eval_every": 2, "optimizer": "ntasgd", "nonmono": 1, "lr": 0.1})
+    it = _Iterates()
+    trainer = Trainer(_Model(), cfg, _Data(), evaluate, tmp_path, task="t", task_config={}, carry_state=False,
+                      progress=False, callbacks=[it])  # fmt: skip
+    trainer.fit()
+    # evaluation 4 (step 8): 2.6 > min(3.0, 2.0): averaging starts after step 8
+    mean = torch.stack(it.ws[8:]).mean(0)
+    assert torch.allclose(trainer.averaged.module.w, mean, rtol=0, atol=1e-7)
+    assert seen[-1] == pytest.approx(torch.stack(it.ws[8:]).mean().item())  # evaluated on the average
+    ckpt = checkpoint.load(tmp_path, prefer="latest")
+    assert ckpt.has_averaged and ckpt.state["n_averaged"] == 4
+    resumed = Trainer(_Model(), cfg, _Data(), evaluate, tmp_path, task="t", task_config={}, carry_state=False,
+                      progress=False)  # fmt: skip
+    resumed.resume()
+    assert torch.equal(resumed.averaged.module.w, trainer.averaged.module.w)
+    assert int(resumed.averaged.n_averaged) == 4 and resumed.valid_history == trainer.valid_history

@@ -23,6 +23,6 @@ def load(ckpt):
     cfg = from_json(task.config_class, ckpt.config["task"], f"checkpoint {ckpt.path}")
     vocab = task.load_vocab(ckpt.vocab) if ckpt.vocab is not None else None
     model = task.build_model(cfg, vocab)
-    ckpt.load_weights(model)
+    ckpt.load_weights(model, "averaged" if ckpt.has_averaged else "model")  # NT-ASGD's average is the model
     model.eval()
     return task, model, vocab, cfg

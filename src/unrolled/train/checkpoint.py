@@ -3,6 +3,7 @@
     RUN/ckpt-00001200/model.safetensors   weights (shared tensors, e.g. tied embeddings, handled)
     RUN/ckpt-00001200/config.json         {"format", "task", "config", "vocab"}: enough to rebuild the model
     RUN/ckpt-00001200/state.json          step, epoch, data cursor, metrics
+    RUN/ckpt-00001200/averaged.safetensors  NT-ASGD's averaged weights, once averaging has begun
     RUN/ckpt-00001200/training.pt         optimizer, scheduler, RNG, carried hidden state (weights_only load)
     RUN/latest -> ckpt-...                symlinks, replaced atomically
     RUN/best   -> ckpt-...
@@ -41,11 +42,16 @@ class Checkpoint:
     vocab: dict[str, Any] | None
     state: dict[str, Any]
 
-    def load_weights(self, model: nn.Module) -> None:
+    @property
+    def has_averaged(self) -> bool:
+        return (self.path / "averaged.safetensors").is_file()
+
+    def load_weights(self, model: nn.Module, name: str = "model") -> None:
+        """Weights from `model.safetensors` (the trained ones) or `averaged.safetensors` (NT-ASGD's average)."""
         try:
-            missing, unexpected = load_model(model, self.path / "model.safetensors", strict=False)
+            missing, unexpected = load_model(model, self.path / f"{name}.safetensors", strict=False)
         except (SafetensorError, OSError, RuntimeError) as e:
-            raise UnrolledError(f"checkpoint {self.path} is damaged: model.safetensors cannot be read ({e})") from e
+            raise UnrolledError(f"checkpoint {self.path} is damaged: {name}.safetensors cannot be read ({e})") from e
         if missing or unexpected:
             raise UnrolledError(
                 f"checkpoint {self.path} does not fit this model: missing {sorted(missing)[:3]}, "
@@ -92,6 +98,7 @@ def save(
     state: dict,
     training: dict,
     best: bool,
+    averaged: nn.Module | None = None,
 ) -> Path:
     """Write checkpoint `ckpt-<step>` atomically, point `latest` (and `best`) at it, drop unreferenced ones."""
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -100,6 +107,8 @@ def save(
     if not final.exists():
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=run_dir))
         save_model(model, str(tmp / "model.safetensors"))
+        if averaged is not None:
+            save_model(averaged, str(tmp / "averaged.safetensors"))
         _write_json(tmp / "config.json", {"format": FORMAT, "task": task, "config": config, "vocab": vocab})
         _write_json(tmp / "state.json", state)
         torch.save(training, tmp / "training.pt")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from ..config import opt
 
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad")
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "ntasgd")
 SCHEDULES = ("constant", "step", "cosine", "plateau")
 
 
@@ -17,6 +17,7 @@ class TrainConfig:
     batch_size: int = opt(32, "sequences per batch (parallel streams for language models)")
     seq_len: int = opt(100, "truncated-BPTT window: time steps per batch")
     optimizer: str = opt("adamw", "optimizer", choices=OPTIMIZERS)
+    nonmono: int = opt(5, "ntasgd: average the weights once the validation loss is worse than N evaluations ago")
     lr: float = opt(2e-3, "peak learning rate")
     weight_decay: float = opt(0.0, "weight decay (decoupled for adamw)")
     momentum: float = opt(0.0, "momentum for sgd and rmsprop")

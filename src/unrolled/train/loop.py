@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from ..errors import UnrolledError
@@ -85,6 +86,8 @@ class Trainer:
         self.best_valid, self.evals_since_best = math.inf, 0
         self.carry = None
         self._improved = False
+        self.averaged: AveragedModel | None = None  # NT-ASGD's running average, once triggered
+        self.valid_history: list[float] = []
         self.last_metrics: dict[str, float] = {}
         self._interrupted = False
 
@@ -98,6 +101,8 @@ class Trainer:
             "step": self.step, "epoch": self.epoch, "window": self.window, "best_valid": self.best_valid,
             "evals_since_best": self.evals_since_best, "metrics": self.last_metrics,
             "carry_type": None if self.carry is None else type(self.carry).__name__,
+            "valid_history": self.valid_history,
+            "n_averaged": None if self.averaged is None else int(self.averaged.n_averaged),
         }  # fmt: skip
         training = {
             "optimizer": self.optimizer.state_dict(),
@@ -108,6 +113,7 @@ class Trainer:
         return checkpoint.save(
             self.run_dir, model=self.model, task=self.task, config=self.config_dict(), vocab=self.vocab,
             state=state, training=training, best=best,
+            averaged=None if self.averaged is None else self.averaged.module,
         )  # fmt: skip
 
     def resume(self) -> None:
@@ -132,11 +138,20 @@ class Trainer:
         self.step, self.epoch, self.window = s["step"], s["epoch"], s["window"]
         self.best_valid, self.evals_since_best = s["best_valid"], s["evals_since_best"]
         self.last_metrics = s["metrics"]
+        self.valid_history = s.get("valid_history", [])
+        if s.get("n_averaged") is not None:
+            self._start_averaging()
+            ckpt.load_weights(self.averaged.module, "averaged")
+            self.averaged.n_averaged.fill_(s["n_averaged"])
         if training["carry"]:
             fields = [t.to(self.device) for t in training["carry"]]
             self.carry = self.model.rnn.state_class(*fields)
 
     # -- the loop -----------------------------------------------------------------------------
+    def _start_averaging(self) -> None:
+        """NT-ASGD (Merity et al. 2018): from now on evaluate and keep the average of the iterates."""
+        self.averaged = AveragedModel(self.model)
+
     def _on_sigint(self, signum, frame) -> None:
         if self._interrupted:  # a second Ctrl-C: stop now
             raise KeyboardInterrupt
@@ -154,6 +169,8 @@ class Trainer:
         (loss * self.cfg.loss_scale if self.cfg.loss_scale != 1 else loss).backward()
         norm, clipped = clip_gradients(self.model, self.cfg)
         self.optimizer.step()
+        if self.averaged is not None:
+            self.averaged.update_parameters(self.model)
         if not isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             self.scheduler.step()
         self.carry = detach(state) if self.carry_state else None
@@ -161,11 +178,17 @@ class Trainer:
 
     def _evaluate(self) -> bool:
         """Evaluate, track the best, step a plateau schedule; True when early stopping says stop."""
-        self.model.eval()
+        model = self.model if self.averaged is None else self.averaged.module
+        model.eval()
         with torch.no_grad():
-            metrics = self.evaluate(self.model)
+            metrics = self.evaluate(model)
         self.model.train()
         self.last_metrics = metrics
+        self.valid_history.append(metrics["loss"])
+        n = self.cfg.nonmono
+        if self.cfg.optimizer == "ntasgd" and self.averaged is None and len(self.valid_history) > n + 1 \
+                and metrics["loss"] > min(self.valid_history[: -n - 1]):  # fmt: skip
+            self._start_averaging()  # non-monotonically triggered: the loss has stopped improving
         improved = metrics["loss"] < self.best_valid
         if improved:
             self.best_valid, self.evals_since_best = metrics["loss"], 0
