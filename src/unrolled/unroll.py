@@ -30,6 +30,21 @@ def reverse_padded(xs: Tensor, lengths: Tensor | None) -> Tensor:
     return xs.gather(1, idx[:, :, None].expand_as(xs))
 
 
+def prepare(cell: Cell, xs: Tensor, state, lengths, reverse: bool):
+    """Validate `unroll`'s arguments; return xs (reversed within lengths if asked), the initial state,
+    the lengths as a tensor (or None) and the time-major masks (T, B, 1) of steps inside each sequence."""
+    B, T = check_sequence(xs, cell.input_size)
+    lengths = check_lengths(lengths, B, T, xs.device)
+    if state is None:
+        state = cell.init_state(B, device=xs.device, dtype=xs.dtype)
+    else:
+        check_state_like(state, cell.init_state(B, device="meta", dtype=xs.dtype), "state")
+    if reverse:
+        xs = reverse_padded(xs, lengths)
+    masks = None if lengths is None else (torch.arange(T, device=xs.device)[:, None] < lengths)[..., None]
+    return xs, state, lengths, masks
+
+
 def unroll(cell: Cell, xs: Tensor, state=None, *, lengths=None, reverse: bool = False):
     """Run `cell` over the time axis of a batch-first input.
 
@@ -45,22 +60,14 @@ def unroll(cell: Cell, xs: Tensor, state=None, *, lengths=None, reverse: bool = 
     Returns:
         ys (B, T, output_size) and the final state.
     """
-    B, T = check_sequence(xs, cell.input_size)
-    lengths = check_lengths(lengths, B, T, xs.device)
-    if state is None:
-        state = cell.init_state(B, device=xs.device, dtype=xs.dtype)
-    else:
-        check_state_like(state, cell.init_state(B, device="meta", dtype=xs.dtype), "state")
-    if reverse:
-        xs = reverse_padded(xs, lengths)
-    masks = None if lengths is None else (torch.arange(T, device=xs.device) < lengths[:, None])  # (B, T)
+    xs, state, lengths, masks = prepare(cell, xs, state, lengths, reverse)
     ys = []
-    for t in range(T):
+    for t in range(xs.shape[1]):
         new_state, y = cell(state, xs[:, t])
         if masks is None:
             state = new_state
         else:
-            m = masks[:, t, None]  # (B, 1)
+            m = masks[t]  # (B, 1)
             state = where_state(m, new_state, state)
             y = torch.where(m, y, torch.zeros((), dtype=y.dtype, device=y.device))
         ys.append(y)

@@ -63,16 +63,20 @@ def _lm_batch(task, model, vocab, cfg, args):
     _, valid, _ = task.corpus(cfg, args.data)
     ids = task.encode(vocab, valid, "the validation split")
     _, x, y = next(TBPTTStream(ids, args.batch_size, args.length).windows(0))
-    xs = model.embedding(x).detach()
+    return (model.embedding(x).detach(), *_per_step_losses(model.head, y))
+
+
+def _per_step_losses(head, y):
+    """Cross-entropy of the classes y (B, T) at the last step, and summed over every step."""
 
     def last(ys):
-        return F.cross_entropy(model.head(ys[:, -1]), y[:, -1], reduction="sum")
+        return F.cross_entropy(head(ys[:, -1]), y[:, -1], reduction="sum")
 
     def summed(ys):
-        logits = model.head(ys)
+        logits = head(ys)
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum")
 
-    return xs, last, summed
+    return last, summed
 
 
 def _synthetic_batch(task, model, cfg, args):
@@ -85,12 +89,4 @@ def _synthetic_batch(task, model, cfg, args):
             return F.mse_loss(model.head(ys[:, -1]).squeeze(-1), y, reduction="sum")
 
         return xs, last, last
-
-    def last(ys):
-        return F.cross_entropy(model.head(ys[:, -1]), y[:, -1], reduction="sum")
-
-    def summed(ys):
-        logits = model.head(ys)
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum")
-
-    return xs, last, summed
+    return (xs, *_per_step_losses(model.head, y))

@@ -19,9 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._checks import check_lengths, check_sequence, check_state_like
 from ..cells.base import Cell
-from ..unroll import reverse_padded, where_state
+from ..unroll import prepare, reverse_padded, where_state
 
 
 def _parts(state) -> list[Tensor]:
@@ -116,15 +115,7 @@ def unroll_bptt(cell: Cell, xs: Tensor, state=None, *, lengths=None, reverse: bo
     `record`, a list, receives the (T,) norms ‖∂L/∂h_t‖ (over the batch) when the backward pass runs,
     indexed by processing step (for `reverse`, step 0 is each sequence's last element).
     """
-    B, T = check_sequence(xs, cell.input_size)
-    lengths = check_lengths(lengths, B, T, xs.device)
-    if state is None:
-        state = cell.init_state(B, device=xs.device, dtype=xs.dtype)
-    else:
-        check_state_like(state, cell.init_state(B, device="meta", dtype=xs.dtype), "state")
-    if reverse:
-        xs = reverse_padded(xs, lengths)
-    masks = None if lengths is None else (torch.arange(T, device=xs.device)[:, None] < lengths)[..., None]  # (T, B, 1)
+    xs, state, lengths, masks = prepare(cell, xs, state, lengths, reverse)
     names = [
         n for n in ("weight_ih", cell.in_bias, cell.rec_weight, cell.rec_bias) if n and getattr(cell, n) is not None
     ]
