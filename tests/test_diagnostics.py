@@ -110,3 +110,9 @@ def test_diagnose_end_to_end(tmp_path, capsys):
     assert train and all(r["clip_rate"] == 1.0 for r in train), "a tiny clip norm clips every step"
     assert main(["diagnose", str(run), "--out", str(tmp_path / "ckpt"), "--length", "12"]) == 0
     assert "trained" in capsys.readouterr().out
+
+
+def test_verdict_ignores_underflowed_zeros():
+    norms = torch.cat([torch.zeros(5), 10.0 ** -torch.arange(20, 0, -1, dtype=torch.double) * 1e3]).float()
+    v = decay_verdict(norms)
+    assert abs(v["steps_per_decade"] - 1.0) < 1e-3 and "underflows to exactly zero 20 steps back" in v["verdict"]

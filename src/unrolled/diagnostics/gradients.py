@@ -115,12 +115,11 @@ def decay_verdict(norms: Tensor, loss_at_last_step: bool = True) -> dict:
 
     Returns the slope (decades per step), the steps per factor of ten, and one plain sentence.
     """
-    g = norms.detach().double().clamp_min(1e-300)
+    g = norms.detach().double()
     T = len(g)
     dist = torch.arange(T - 1, -1, -1, dtype=torch.double)  # distance from the last step
-    logs = torch.log10(g)
-    keep = torch.isfinite(logs)
-    d, y = dist[keep], logs[keep]
+    keep = g > 0  # a gradient that underflowed to zero says "vanished", but has no logarithm to fit
+    d, y = dist[keep], torch.log10(g[keep])
     slope = float(((d - d.mean()) * (y - y.mean())).sum() / ((d - d.mean()) ** 2).sum().clamp_min(1e-12))
     span = float(10 ** (slope * (T - 1)))
     if slope < -0.01:
@@ -132,6 +131,8 @@ def decay_verdict(norms: Tensor, loss_at_last_step: bool = True) -> dict:
     else:
         every = math.inf
         verdict = f"the gradient keeps its size over {T} steps (×{span:.2g} end to end): stable"
+    if not bool(keep.all()):
+        verdict += f"; it underflows to exactly zero {int(dist[~keep].min())} steps back"
     if not loss_at_last_step:
         verdict += " (loss summed over all steps: nearby steps keep each gradient alive)"
     return {"slope_decades_per_step": slope, "steps_per_decade": every, "end_to_end_factor": span, "verdict": verdict}

@@ -58,7 +58,8 @@ def _plots(layer, last, summed, spectra, jac, out_dir: Path, title: str) -> None
     for ax, norms, what in ((axes[0], last, "loss at the last step"), (axes[1], summed, "loss summed over steps")):
         for k, v in norms.items():
             T = len(v)
-            ax.semilogy(range(T - 1, -1, -1), v.clamp_min(1e-300).tolist(), label=_label(layer, k))
+            shown = torch.where(v > 0, v, float("nan"))  # zeros (underflow) have no place on a log axis
+            ax.semilogy(range(T - 1, -1, -1), shown.tolist(), label=_label(layer, k))
         ax.set_xlabel("distance from the last step (steps back in time)")
         ax.set_ylabel("‖∂L/∂h_t‖")
         ax.set_title(what)
