@@ -3,7 +3,8 @@
 A training step is what a language model does: dense inputs (B, T, H) standing for embeddings
 → recurrent layer → linear head over 65 classes → cross-entropy → backward → Adam step.
 Every configuration of one size is built first; then rounds run each configuration's step
-once in turn, so slow drifts of a shared machine hit all of them alike; the median of the
+once, in a new shuffled order each round, so slow drifts of a shared machine and the after-
+effects of one configuration on the next hit all of them alike; the median of the
 rounds is reported, and ratios are taken between medians of the same run.
 
 Peak memory is the high-water mark of tensor memory during one training step, read from the
@@ -13,6 +14,7 @@ PyTorch profiler's allocation timeline (on CUDA: `torch.cuda.max_memory_allocate
 from __future__ import annotations
 
 import platform
+import random
 import statistics
 import time
 from collections.abc import Callable
@@ -109,8 +111,11 @@ def bench_training(size: str, cells, backends, rounds: int, device, log=print) -
                 step()  # warm-up: kernels, optimizer state
     mem = {key: _peak_mb(step, device) for key, step in runs.items()}
     times = {key: [] for key in runs}
+    order = list(runs)
     for r in range(rounds):
-        for key, step in runs.items():
+        random.Random(r).shuffle(order)  # no configuration always runs right after the same other one
+        for key in order:
+            step = runs[key]
             _sync(device)
             t0 = time.perf_counter()
             step()
