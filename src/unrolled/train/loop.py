@@ -85,7 +85,6 @@ class Trainer:
         self.step = self.epoch = self.window = 0
         self.best_valid, self.evals_since_best = math.inf, 0
         self.carry = None
-        self._improved = False
         self.averaged: AveragedModel | None = None  # NT-ASGD's running average, once triggered
         self.valid_history: list[float] = []
         self.last_metrics: dict[str, float] = {}
@@ -176,8 +175,8 @@ class Trainer:
         self.carry = detach(state) if self.carry_state else None
         return {"loss": loss.item(), "grad_norm": norm, "clipped": int(clipped)}
 
-    def _evaluate(self) -> bool:
-        """Evaluate, track the best, step a plateau schedule; True when early stopping says stop."""
+    def _evaluate(self) -> tuple[bool, bool]:
+        """Evaluate, track the best, step a plateau schedule; return (improved, early stopping says stop)."""
         model = self.model if self.averaged is None else self.averaged.module
         model.eval()
         with torch.no_grad():
@@ -199,8 +198,7 @@ class Trainer:
         record = {"step": self.step, "split": "valid", **metrics, "best": self.best_valid, "time": time.time()}
         for cb in self.callbacks:
             cb.on_eval(self, record)
-        self._improved = improved
-        return bool(self.cfg.early_stop) and self.evals_since_best >= self.cfg.early_stop
+        return improved, bool(self.cfg.early_stop) and self.evals_since_best >= self.cfg.early_stop
 
     def fit(self) -> dict[str, Any]:
         """Train until the step budget, early stopping or Ctrl-C; return a summary."""
@@ -226,15 +224,15 @@ class Trainer:
                     bar.update(1)
                     bar.set_postfix(loss=f"{rec['loss']:.3f}", tok_s=f"{rec['tokens_per_s']:,.0f}",
                                     valid=f"{self.best_valid:.3f}")  # fmt: skip
-                    self._improved = False
-                    done = self.step >= self.total_steps
+                    improved, done = False, self.step >= self.total_steps
                     epoch_end = self.window == self.steps_per_epoch
                     if (self.step % cfg.eval_every == 0 if cfg.eval_every else epoch_end) or done:
-                        stop_reason = "early stopping" if self._evaluate() else None
+                        improved, stop = self._evaluate()
+                        stop_reason = "early stopping" if stop else None
                     if self._interrupted:
                         stop_reason = "interrupted"
-                    if self.step % ckpt_every == 0 or done or stop_reason or self._improved:
-                        self.save(best=self._improved)
+                    if self.step % ckpt_every == 0 or done or stop_reason or improved:
+                        self.save(best=improved)
                     if done or stop_reason:
                         break
                 else:
