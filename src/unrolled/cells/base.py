@@ -63,6 +63,10 @@ class Cell(nn.Module):
     input_size: int
     hidden_size: int
     output_size: int
+    # The BPTT engine's view (engine/bptt.py). An additive cell's step sees only z = xp + rp, the input
+    # and recurrent projections summed: `step(z, state)`, `step_backward(saved, d_state, dy, dz_out)`.
+    # Otherwise it sees both: `step(xp, rp, state)`, `step_backward(saved, d_state, dy, dxp_out, drp_out)`.
+    additive: bool = False
 
     def _param(self, *shape: int, device=None, dtype=None) -> nn.Parameter:
         return nn.Parameter(torch.empty(*shape, device=device, dtype=dtype))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -46,21 +47,23 @@ class ElmanCell(Cell):
         h = self.act(F.linear(x, self.weight_ih, self.bias_ih) + F.linear(h, self.weight_hh, self.bias_hh))
         return h, h
 
-    # -- the BPTT engine's view: xp = W_ih x_t + b_ih and rp = W_hh h_{t-1} + b_hh come precomputed --
-    rec_weight, rec_bias, in_bias = "weight_hh", "bias_hh", "bias_ih"
+    # -- the BPTT engine's view: z = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh comes precomputed --
+    rec_weight, rec_bias, in_bias, additive = "weight_hh", "bias_hh", "bias_ih", True
 
-    def step(self, xp: Tensor, rp: Tensor, h: Tensor):
-        h = self.act(xp + rp)
+    def step(self, z: Tensor, h: Tensor):
+        h = self.act(z)
         return h, h, h  # new state, output, saved for backward
 
-    def step_backward(self, h: Tensor, dh: Tensor, dy: Tensor):
-        """∂L/∂(pre-activation) from ∂L/∂h_t (through the state and the output): σ'(a) = 1 − h², [h > 0] or 1."""
+    def step_backward(self, h: Tensor, dh: Tensor, dy: Tensor, dz: Tensor):
+        """∂L/∂z into `dz` from ∂L/∂h_t (through the state and the output): σ'(z) = 1 − h², [h > 0] or 1."""
         d = dh + dy
         if self.nonlinearity == "tanh":
-            da = d * (1 - h * h)
+            torch.mul(d, 1 - h * h, out=dz)
+        elif self.nonlinearity == "relu":
+            torch.mul(d, h > 0, out=dz)
         else:
-            da = d * (h > 0) if self.nonlinearity == "relu" else d
-        return da, da, None, None  # d xp, d rp, direct d state_{t-1} (none: only through W_hh), extras
+            dz.copy_(d)
+        return None, None  # direct ∂L/∂h_{t-1} (none: only through W_hh), extras
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}, nonlinearity={self.nonlinearity!r}"

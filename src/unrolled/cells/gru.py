@@ -49,20 +49,26 @@ class GRUCell(Cell):
     rec_weight, rec_bias, in_bias = "weight_hh", "bias_hh", "bias_ih"
 
     def step(self, xp: Tensor, rp: Tensor, h: Tensor):
-        xr, xz, xn = xp.chunk(3, dim=1)
-        hr, hz, hn = rp.chunk(3, dim=1)
-        r = torch.sigmoid(xr + hr)
-        z = torch.sigmoid(xz + hz)
-        n = torch.tanh(xn + r * hn)
-        h_new = (1 - z) * n + z * h
-        return h_new, h_new, (r, z, n, hn, h)
+        H = self.hidden_size
+        rz = torch.sigmoid(xp[:, : 2 * H] + rp[:, : 2 * H])  # reset and update gates in one pass
+        r, z = rz[:, :H], rz[:, H:]
+        hn = rp[:, 2 * H :]
+        n = torch.tanh(torch.addcmul(xp[:, 2 * H :], r, hn))
+        h_new = torch.lerp(n, h, z)  # (1 − z) ⊙ n + z ⊙ h
+        return h_new, h_new, (rz, n, hn, h)
 
-    def step_backward(self, saved, dh: Tensor, dy: Tensor):
-        """dn = d ⊙ (1 − z), dz = d ⊙ (h_{t-1} − n), direct ∂h_{t-1} = d ⊙ z; the reset gate multiplies
-        W_hn h + b_hn, so its gradient is dn' ⊙ (W_hn h + b_hn) and W_hn h receives dn' ⊙ r."""
-        r, z, n, hn, h = saved
+    def step_backward(self, saved, dh: Tensor, dy: Tensor, dxp: Tensor, drp: Tensor):
+        """dn = d ⊙ (1 − z) ⊙ (1 − n²), dz = d ⊙ (h_{t-1} − n) ⊙ σ', direct ∂h_{t-1} = d ⊙ z; the reset gate
+        multiplies W_hn h + b_hn, so its gradient is dn ⊙ (W_hn h + b_hn) ⊙ σ' and W_hn h receives dn ⊙ r.
+        Writes ∂L/∂xp into `dxp` and ∂L/∂rp into `drp`."""
+        rz, n, hn, h = saved
+        H = self.hidden_size
+        r, z = rz[:, :H], rz[:, H:]
         d = dh + dy
-        dn = d * (1 - z) * (1 - n * n)
-        dz = d * (h - n) * z * (1 - z)
-        dr = dn * hn * r * (1 - r)
-        return torch.cat([dr, dz, dn], 1), torch.cat([dr, dz, dn * r], 1), d * z, None
+        dn = torch.mul(d * (1 - z), 1 - n * n, out=dxp[:, 2 * H :])
+        torch.mul(dn, hn, out=dxp[:, :H])
+        torch.mul(d, h - n, out=dxp[:, H : 2 * H])
+        dxp[:, : 2 * H].mul_(rz - rz * rz)  # through σ' = s(1 − s), both gates at once
+        drp[:, : 2 * H] = dxp[:, : 2 * H]
+        torch.mul(dn, r, out=drp[:, 2 * H :])
+        return d * z, None  # direct ∂L/∂h_{t-1}, extras

@@ -57,23 +57,22 @@ class JordanCell(Cell):
         y = self.output_act(F.linear(h, self.weight_hy, self.bias_y))
         return y, y
 
-    # -- the BPTT engine's view: xp = W_ih x_t + b and rp = W_yh y_{t-1} come precomputed --
-    rec_weight, rec_bias, in_bias = "weight_yh", None, "bias"
+    # -- the BPTT engine's view: a = W_ih x_t + b + W_yh y_{t-1} comes precomputed --
+    rec_weight, rec_bias, in_bias, additive = "weight_yh", None, "bias", True
 
-    def step(self, xp: Tensor, rp: Tensor, y: Tensor):
-        a = xp + rp
+    def step(self, a: Tensor, y: Tensor):
         h = self.hidden_act(a)
         y = self.output_act(F.linear(h, self.weight_hy, self.bias_y))
         return y, y, (a, h, y)
 
-    def step_backward(self, saved, dstate: Tensor, dy: Tensor):
+    def step_backward(self, saved, dstate: Tensor, dy: Tensor, da: Tensor):
         """∂L/∂y_t → through σ_y to the output pre-activation o, through W_hy to h, through σ_h to a.
         The fed-back y_{t-1} reaches the step only through W_yh, so there is no direct term."""
         a, h, y = saved
         d = dstate + dy
         do = _act_backward(self.output_activation, d, y, None)
-        da = _act_backward(self.hidden_activation, do @ self.weight_hy, h, a)
-        return da, da, None, (do, h)
+        da.copy_(_act_backward(self.hidden_activation, do @ self.weight_hy, h, a))
+        return None, (do, h)
 
     def extra_grads(self, extras: list) -> dict[str, Tensor]:
         """Gradients of the output weights, each one GEMM over all steps: Σ_t do_tᵀ h_t and Σ_t do_t."""

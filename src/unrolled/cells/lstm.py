@@ -47,28 +47,35 @@ class LSTMCell(Cell):
         h = o * torch.tanh(c)
         return LSTMState(h, c), h
 
-    # -- the BPTT engine's view: xp = W_ih x_t + b_ih and rp = W_hh h_{t-1} + b_hh come precomputed --
-    rec_weight, rec_bias, in_bias = "weight_hh", "bias_hh", "bias_ih"
+    # -- the BPTT engine's view: z = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh comes precomputed --
+    rec_weight, rec_bias, in_bias, additive = "weight_hh", "bias_hh", "bias_ih", True
 
-    def step(self, xp: Tensor, rp: Tensor, state: LSTMState):
-        i, f, g, o = (xp + rp).chunk(4, dim=1)
-        i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
-        c = f * state.c + i * g
+    def step(self, z: Tensor, state: LSTMState):
+        H = self.hidden_size
+        s = torch.sigmoid(z)  # i, f, o in one pass (the g block is computed and left unused)
+        i, f, o = s[:, :H], s[:, H : 2 * H], s[:, 3 * H :]
+        g = torch.tanh(z[:, 2 * H : 3 * H])
+        c = torch.addcmul(f * state.c, i, g)
         tc = torch.tanh(c)
         h = o * tc
-        return LSTMState(h, c), h, (i, f, g, o, state.c, tc)
+        return LSTMState(h, c), h, (s, g, state.c, tc)
 
-    def step_backward(self, saved, d: LSTMState, dy: Tensor):
-        """Back through one step: from ∂L/∂h_t, ∂L/∂c_t to the gate pre-activations and ∂L/∂c_{t-1}.
+    def step_backward(self, saved, d: LSTMState, dy: Tensor, dz: Tensor):
+        """Back through one step: from ∂L/∂h_t, ∂L/∂c_t to the gate pre-activations (into `dz`) and ∂L/∂c_{t-1}.
 
         dh = ∂h_t + dy;  dc = ∂c_t + dh ⊙ o ⊙ (1 − tanh²c_t)
         d i = dc ⊙ g,  d f = dc ⊙ c_{t-1},  d g = dc ⊙ i,  d o = dh ⊙ tanh c_t,  ∂c_{t-1} = dc ⊙ f
-        then through σ' = s(1 − s) and tanh' = 1 − g².
+        then through σ' = s(1 − s) for i, f, o and tanh' = 1 − g² for g.
         """
-        i, f, g, o, c_prev, tc = saved
+        s, g, c_prev, tc = saved
+        H = self.hidden_size
+        i, f, o = s[:, :H], s[:, H : 2 * H], s[:, 3 * H :]
         dh = d.h + dy
-        dc = d.c + dh * o * (1 - tc * tc)
-        dgates = torch.cat(
-            [dc * g * i * (1 - i), dc * c_prev * f * (1 - f), dc * i * (1 - g * g), dh * tc * o * (1 - o)], 1
-        )
-        return dgates, dgates, LSTMState(None, dc * f), None
+        dc = torch.addcmul(d.c, dh * o, 1 - tc * tc)
+        di, df, dg, do = dz[:, :H], dz[:, H : 2 * H], dz[:, 2 * H : 3 * H], dz[:, 3 * H :]
+        torch.mul(dc, g, out=di)
+        torch.mul(dc, c_prev, out=df)
+        torch.mul(dh, tc, out=do)
+        dz.mul_(s - s * s)  # σ' for all four blocks; the g block is overwritten next
+        torch.mul(dc, i, out=dg).mul_(1 - g * g)
+        return LSTMState(None, dc * f), None

@@ -2,18 +2,24 @@
 
 Forward: the input projection of all T steps as one GEMM, XP = X W_ihᵀ + b; then for each step
 the recurrent product rp_t = r_{t-1} W_recᵀ (+ b_rec) and the cell's pointwise `step`, saving only
-what its `step_backward` needs. Backward walks from t = T to 1: the cell's local backward turns
+what its `step_backward` needs. For an additive cell (Elman, Jordan, LSTM: the step sees only
+xp + rp) b_rec is folded into XP and the per-step product is added to xp_t in the same call.
+The per-step products use oneDNN with the weight packed once per pass when the build has it. Backward walks from t = T to 1: the cell's local backward turns
 ∂L/∂state_t (from step t+1) plus ∂L/∂y_t (from the loss) into ∂L/∂xp_t, ∂L/∂rp_t and the direct
 part of ∂L/∂state_{t-1}, to which ∂L/∂rp_t W_rec is added. Weight gradients come last, each one
 GEMM over all steps: ∂W_ih = Σ_t ∂xp_tᵀ x_t, ∂W_rec = Σ_t ∂rp_tᵀ r_{t-1}, and ∂X = ∂XP W_ih.
 
-Cells supply `step`, `step_backward`, and the names `rec_weight`, `rec_bias`, `in_bias` (see
-cells/*.py: each local backward stands beside its forward). With `record`, the norm of
+Cells supply `step`, `step_backward` (writing into slices of one (T, B, G) buffer: no per-step
+gradient is concatenated or stacked), `additive`, and the names `rec_weight`, `rec_bias`,
+`in_bias` (see cells/base.py for the contract and cells/*.py, where each local backward stands
+beside its forward). With `record`, the norm of
 ∂L/∂h_t (all of it: through the output and through the future) is kept for every step, at no
 extra cost, as a (T,) tensor appended to the list given.
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +42,38 @@ def _rec_input(state) -> Tensor:
     return state if isinstance(state, Tensor) else state[0]
 
 
+@functools.cache
+def _onednn() -> bool:
+    """Whether this build has oneDNN's linear with a pre-packed weight (about 1.8× MKL's speed for the
+    small per-step GEMMs on this project's CPU, PERF-NOTES.md)."""
+    try:
+        packed = torch.ops.mkldnn._reorder_linear_weight(torch.ones(2, 2), 1)
+        return bool(torch.ops.mkldnn._linear_pointwise(torch.ones(1, 2), packed, None, "none", [], "").sum() == 4)
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _onednn_usable(x: Tensor) -> bool:
+    return x.device.type == "cpu" and x.dtype == torch.float32 and _onednn()
+
+
+class _Linear:
+    """x ↦ x Wᵀ + b, or x Wᵀ + acc, for one W used at every time step, packed once when oneDNN is usable."""
+
+    def __init__(self, weight: Tensor, batch_size: int):
+        self.weight = weight
+        self.packed = (
+            torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), batch_size) if _onednn_usable(weight) else None
+        )
+
+    def __call__(self, x: Tensor, bias: Tensor | None = None, acc: Tensor | None = None) -> Tensor:
+        if self.packed is None:
+            return F.linear(x, self.weight, bias) if acc is None else torch.addmm(acc, x, self.weight.T)
+        if acc is None:
+            return torch.ops.mkldnn._linear_pointwise(x, self.packed, bias, "none", [], "")
+        return torch.ops.mkldnn._linear_pointwise.binary(x, acc, self.packed, bias, "add")
+
+
 class _BPTT(torch.autograd.Function):
     @staticmethod
     def forward(ctx, cell, names, masks, record, n_state, xs, *tensors):
@@ -43,12 +81,18 @@ class _BPTT(torch.autograd.Function):
         w = dict(zip(names, tensors[n_state:]))
         c = cell.bind(w)
         X = xs.transpose(0, 1)  # (T, B, F): time-major inside
-        XP = F.linear(X, w["weight_ih"], w.get(c.in_bias))  # (T, B, G), one GEMM
-        W_rec, b_rec = w[c.rec_weight], w.get(c.rec_bias) if c.rec_bias else None
+        b_in, b_rec = w.get(c.in_bias), w.get(c.rec_bias) if c.rec_bias else None
+        if c.additive and b_rec is not None:  # the cell sees only xp + rp: add b_rec once, not T times
+            b_in, b_rec = (b_rec if b_in is None else b_in + b_rec), None
+        XP = F.linear(X, w["weight_ih"], b_in)  # (T, B, G), one GEMM
+        rec = _Linear(w[c.rec_weight], X.shape[1])
         state, ys, saved, rec_inputs = state0, [], [], []
         for t in range(X.shape[0]):
             r = _rec_input(state)
-            new, y, s = c.step(XP[t], F.linear(r, W_rec, b_rec), state)
+            if c.additive:
+                new, y, s = c.step(rec(r, acc=XP[t]), state)
+            else:
+                new, y, s = c.step(XP[t], rec(r, b_rec), state)
             if masks is not None:
                 m = masks[t]
                 new, y = where_state(m, new, state), torch.where(m, y, 0.0)
@@ -67,12 +111,15 @@ class _BPTT(torch.autograd.Function):
         X, R, *weights = ctx.saved_tensors
         w = dict(zip(ctx.names, weights))
         W_rec = w[c.rec_weight]
-        T = X.shape[0]
+        T, B = X.shape[:2]
         dY = dY.transpose(0, 1)  # (T, B, O)
         d_state = _rebuild(
             ctx.state0, [torch.zeros_like(p) if g is None else g for p, g in zip(_parts(ctx.state0), d_final)]
         )
-        dXP, dRP, extras = [None] * T, [None] * T, []
+        dXP = X.new_empty(T, B, W_rec.shape[0])  # each step's local backward writes its slice
+        dRP = dXP if c.additive else torch.empty_like(dXP)  # additive cells: ∂L/∂xp = ∂L/∂rp
+        back = _Linear(W_rec.T, B)  # ∂L/∂r_{t-1} = ∂L/∂rp_t W_rec
+        extras = []
         norms = torch.empty(T, dtype=X.dtype, device=X.device) if ctx.record is not None else None
         for t in range(T - 1, -1, -1):
             dy, d_in = dY[t], d_state
@@ -82,25 +129,24 @@ class _BPTT(torch.autograd.Function):
                 d_in = where_state(m, d_state, _rebuild(d_state, [torch.zeros_like(p) for p in _parts(d_state)]))
             if norms is not None:
                 norms[t] = torch.linalg.vector_norm(_rec_input(d_in) + dy)
-            dxp, drp, direct, extra = c.step_backward(ctx.saved_steps[t], d_in, dy)
-            dXP[t], dRP[t] = dxp, drp
+            if c.additive:
+                direct, extra = c.step_backward(ctx.saved_steps[t], d_in, dy, dXP[t])
+            else:
+                direct, extra = c.step_backward(ctx.saved_steps[t], d_in, dy, dXP[t], dRP[t])
             if extra is not None:
                 extras.append(extra)
-            through_rec = drp @ W_rec  # ∂L/∂r_{t-1} through the recurrent weights
             if isinstance(ctx.state0, Tensor):
-                d_prev = through_rec if direct is None else direct + through_rec
-            else:
-                d_prev = type(ctx.state0)(
-                    through_rec, *[torch.zeros_like(through_rec) if p is None else p for p in direct[1:]]
-                )
+                d_prev = back(dRP[t], acc=direct)
+            else:  # the recurrent weights see only h; the other fields pass on directly (or not at all)
+                dh = back(dRP[t], acc=direct[0])
+                d_prev = type(ctx.state0)(dh, *[torch.zeros_like(dh) if p is None else p for p in direct[1:]])
             d_state = d_prev if masks is None else where_state(masks[t], d_prev, d_state)
-        dXP, dRP = torch.stack(dXP), torch.stack(dRP)  # (T, B, G)
         flat_xp, flat_rp = dXP.flatten(0, 1), dRP.flatten(0, 1)
         grads = {"weight_ih": flat_xp.T @ X.flatten(0, 1), c.rec_weight: flat_rp.T @ R.flatten(0, 1)}
         if c.in_bias in w:
             grads[c.in_bias] = flat_xp.sum(0)
         if c.rec_bias and c.rec_bias in w:
-            grads[c.rec_bias] = flat_rp.sum(0)
+            grads[c.rec_bias] = grads[c.in_bias].clone() if c.additive and c.in_bias in w else flat_rp.sum(0)
         if extras:
             grads.update(c.extra_grads(extras))
         if norms is not None:
