@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The runs behind docs/gradients.md: pictures of untrained and trained layers, the adding problem
 # for Elman / LSTM / GRU at T in {10, 50, 100, 200}, and an exploding Elman with and without clipping.
-# Usage: UNROLLED_DATA_DIR=../shared/data bash benchmarks/gradients.sh [pictures|adding|clipping]
+# Usage: bash benchmarks/gradients.sh [pictures|adding|clipping]   (LENGTHS="10 50" to run only those T)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 U=.venv/bin/unrolled
@@ -16,7 +16,7 @@ if [[ $part == all || $part == pictures ]]; then
 fi
 
 if [[ $part == all || $part == adding ]]; then
-  for T in 10 50 100 200; do
+  for T in ${LENGTHS:-10 50 100 200}; do
     for cell in elman lstm gru; do
       out=runs/adding-$cell-T$T
       rm -rf "$out"
@@ -30,11 +30,15 @@ if [[ $part == all || $part == adding ]]; then
 fi
 
 if [[ $part == all || $part == clipping ]]; then
+  # Adam divides each gradient by its own running scale, so an exploding gradient barely moves it:
+  # the experiment uses plain SGD, where the step is the gradient. ReLU Elman, W_hh = 2 × orthogonal.
+  $U diagnose --cell elman --nonlinearity relu --hidden 128 --length 50 --init-scale 2 \
+    --out "$IMG/untrained-elman-relu-scale2"
   for clip in 0 1; do
-    out=runs/adding-elman-explode-clip$clip
+    out=runs/adding-elman-relu-explode-clip$clip
     rm -rf "$out"
-    $U train adding --cell elman --length 50 --hidden 128 --init-scale 1.5 --batch-size 50 --steps 1000 \
-      --lr 1e-3 --optimizer adam --schedule constant --clip-norm "$clip" --eval-every 250 --quiet --out "$out" \
-      --results docs/results.json || true  # without clipping the loss may become NaN: that is the point
+    $U train adding --cell elman --nonlinearity relu --length 50 --hidden 128 --init-scale 2 --batch-size 50 \
+      --steps 1000 --lr 1e-2 --optimizer sgd --schedule constant --clip-norm "$clip" --eval-every 100 --quiet \
+      --out "$out" --results docs/results.json || true  # without clipping the loss may become NaN: that is the point
   done
 fi

@@ -193,3 +193,13 @@ def test_layer_validation(call, msg):
 def test_more_validation(call, msg):
     with pytest.raises(unrolled.UnrolledError, match=msg):
         call()
+
+
+def test_build_layer_takes_elman_nonlinearity_and_refuses_it_elsewhere():
+    from unrolled.errors import UnrolledError
+    from unrolled.layers import build_layer
+
+    assert build_layer("elman", 3, 4, nonlinearity="relu").nonlinearity == "relu"
+    assert build_layer("elman", 3, 4).nonlinearity == "tanh"
+    with pytest.raises(UnrolledError, match="elman"):
+        build_layer("gru", 3, 4, nonlinearity="relu")

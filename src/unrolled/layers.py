@@ -280,3 +280,12 @@ class Jordan(RecurrentLayer):
 
 # Cell names at the CLI edge → layer classes (DESIGN rule 8: no string checks inside models).
 LAYERS: dict[str, type[RecurrentLayer]] = {"elman": RNN, "jordan": Jordan, "lstm": LSTM, "gru": GRU}
+
+
+def build_layer(cell: str, input_size: int, hidden_size: int, *, nonlinearity: str = "tanh", **kw) -> RecurrentLayer:
+    """A layer from its CLI name; `nonlinearity` ("tanh" or "relu") is the Elman cell's."""
+    if nonlinearity != "tanh":
+        if cell != "elman":
+            raise UnrolledError(f"--nonlinearity {nonlinearity} is for the elman cell; {cell} has its own")
+        kw["nonlinearity"] = nonlinearity
+    return LAYERS[cell](input_size, hidden_size, **kw)

@@ -91,5 +91,8 @@ class Cell(nn.Module):
         cell.__dict__.update(tensors)
         return cell
 
+    def engine_setup(self, batch_size: int) -> None:
+        """Called by the BPTT engine on its bound copy once per pass, before the first step."""
+
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}"

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..linear import PackedLinear
 from .base import Cell, activation
 
 HIDDEN_ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")
@@ -60,9 +61,12 @@ class JordanCell(Cell):
     # -- the BPTT engine's view: a = W_ih x_t + b + W_yh y_{t-1} comes precomputed --
     rec_weight, rec_bias, in_bias, additive = "weight_yh", None, "bias", True
 
+    def engine_setup(self, batch_size: int) -> None:
+        self.out, self.out_back = PackedLinear(self.weight_hy, batch_size), PackedLinear(self.weight_hy.T, batch_size)
+
     def step(self, a: Tensor, y: Tensor):
         h = self.hidden_act(a)
-        y = self.output_act(F.linear(h, self.weight_hy, self.bias_y))
+        y = self.output_act(self.out(h, self.bias_y))
         return y, y, (a, h, y)
 
     def step_backward(self, saved, dstate: Tensor, dy: Tensor, da: Tensor):
@@ -71,7 +75,7 @@ class JordanCell(Cell):
         a, h, y = saved
         d = dstate + dy
         do = _act_backward(self.output_activation, d, y, None)
-        da.copy_(_act_backward(self.hidden_activation, do @ self.weight_hy, h, a))
+        da.copy_(_act_backward(self.hidden_activation, self.out_back(do), h, a))
         return None, (do, h)
 
     def extra_grads(self, extras: list) -> dict[str, Tensor]:

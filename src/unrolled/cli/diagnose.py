@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from ..data import TBPTTStream
 from ..diagnostics import diagnose, random_readout_losses
-from ..layers import LAYERS
+from ..layers import LAYERS, build_layer
 from ..tasks import load
 from ..tasks.lm import LMTask
 from ..tasks.synthetic import SyntheticStream, adding_batch, init_recurrent
@@ -22,6 +22,7 @@ def register(sub) -> None:
     p.add_argument("checkpoint", type=Path, nargs="?", help="a trained model (default: a fresh layer, see --cell)")
     p.add_argument("--data", default=None, help="with a checkpoint: dataset or file to take a batch from")
     p.add_argument("--cell", default="elman", choices=tuple(LAYERS), help="fresh layer: the cell")
+    p.add_argument("--nonlinearity", default="tanh", choices=("tanh", "relu"), help="fresh elman layer: σ")
     p.add_argument("--hidden", type=int, default=128, help="fresh layer: hidden units")
     p.add_argument("--layers", type=int, default=1, help="fresh layer: stacked layers")
     p.add_argument("--init-scale", type=float, default=None, help="fresh layer: W_hh := orthogonal × this")
@@ -35,13 +36,14 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     if args.checkpoint is None:
-        layer = LAYERS[args.cell](2, args.hidden, num_layers=args.layers)
+        layer = build_layer(args.cell, 2, args.hidden, nonlinearity=args.nonlinearity, num_layers=args.layers)
         if args.init_scale is not None:
             init_recurrent(layer, args.init_scale)
         xs, _ = adding_batch(torch.Generator().manual_seed(args.seed), args.batch_size, args.length)
         last, summed = random_readout_losses(layer.output_size * layer.num_directions, args.seed)
         scale = "torch's init" if args.init_scale is None else f"W_hh = {args.init_scale} × orthogonal"
-        title = f"{args.cell}, H={args.hidden}, {scale}, untrained"
+        cell = args.cell if args.nonlinearity == "tanh" else f"{args.cell} ({args.nonlinearity})"
+        title = f"{cell}, H={args.hidden}, {scale}, untrained"
     else:
         task, model, vocab, cfg = load(checkpoint.load(args.checkpoint))
         layer = model.rnn

@@ -19,13 +19,12 @@ extra cost, as a (T,) tensor appended to the list given.
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ..cells.base import Cell
+from ..linear import PackedLinear
 from ..unroll import prepare, reverse_padded, where_state
 
 
@@ -42,50 +41,19 @@ def _rec_input(state) -> Tensor:
     return state if isinstance(state, Tensor) else state[0]
 
 
-@functools.cache
-def _onednn() -> bool:
-    """Whether this build has oneDNN's linear with a pre-packed weight (about 1.8× MKL's speed for the
-    small per-step GEMMs on this project's CPU, PERF-NOTES.md)."""
-    try:
-        packed = torch.ops.mkldnn._reorder_linear_weight(torch.ones(2, 2), 1)
-        return bool(torch.ops.mkldnn._linear_pointwise(torch.ones(1, 2), packed, None, "none", [], "").sum() == 4)
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def _onednn_usable(x: Tensor) -> bool:
-    return x.device.type == "cpu" and x.dtype == torch.float32 and _onednn()
-
-
-class _Linear:
-    """x ↦ x Wᵀ + b, or x Wᵀ + acc, for one W used at every time step, packed once when oneDNN is usable."""
-
-    def __init__(self, weight: Tensor, batch_size: int):
-        self.weight = weight
-        self.packed = (
-            torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), batch_size) if _onednn_usable(weight) else None
-        )
-
-    def __call__(self, x: Tensor, bias: Tensor | None = None, acc: Tensor | None = None) -> Tensor:
-        if self.packed is None:
-            return F.linear(x, self.weight, bias) if acc is None else torch.addmm(acc, x, self.weight.T)
-        if acc is None:
-            return torch.ops.mkldnn._linear_pointwise(x, self.packed, bias, "none", [], "")
-        return torch.ops.mkldnn._linear_pointwise.binary(x, acc, self.packed, bias, "add")
-
-
 class _BPTT(torch.autograd.Function):
     @staticmethod
     def forward(ctx, cell, names, masks, record, n_state, xs, *tensors):
         state0 = _rebuild(cell.init_state(1, device="meta"), list(tensors[:n_state]))
         w = dict(zip(names, tensors[n_state:]))
         c = cell.bind(w)
+        c.engine_setup(xs.shape[0])
         X = xs.transpose(0, 1)  # (T, B, F): time-major inside
         b_in, b_rec = w.get(c.in_bias), w.get(c.rec_bias) if c.rec_bias else None
         if c.additive and b_rec is not None:  # the cell sees only xp + rp: add b_rec once, not T times
             b_in, b_rec = (b_rec if b_in is None else b_in + b_rec), None
         XP = F.linear(X, w["weight_ih"], b_in)  # (T, B, G), one GEMM
-        rec = _Linear(w[c.rec_weight], X.shape[1])
+        rec = PackedLinear(w[c.rec_weight], X.shape[1])
         state, ys, saved, rec_inputs = state0, [], [], []
         for t in range(X.shape[0]):
             r = _rec_input(state)
@@ -118,7 +86,7 @@ class _BPTT(torch.autograd.Function):
         )
         dXP = X.new_empty(T, B, W_rec.shape[0])  # each step's local backward writes its slice
         dRP = dXP if c.additive else torch.empty_like(dXP)  # additive cells: ∂L/∂xp = ∂L/∂rp
-        back = _Linear(W_rec.T, B)  # ∂L/∂r_{t-1} = ∂L/∂rp_t W_rec
+        back = PackedLinear(W_rec.T, B)  # ∂L/∂r_{t-1} = ∂L/∂rp_t W_rec
         extras = []
         norms = torch.empty(T, dtype=X.dtype, device=X.device) if ctx.record is not None else None
         for t in range(T - 1, -1, -1):

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from ..config import opt
 from ..data import CharVocab, TBPTTStream, WordVocab, load_char_corpus, load_word_corpus
 from ..errors import UnrolledError
-from ..layers import LAYERS
+from ..layers import LAYERS, build_layer
 from ..models import LanguageModel
 from ..regularizers import add_weight_drop
 from .presets import CHAR_PRESETS, WORD_PRESETS
@@ -29,6 +29,7 @@ class LMConfig:
     data: str | None = opt(None, "dataset name or text file (default: this Python's standard-library source)")
     errors: str = opt("strict", "how to treat bytes that are not UTF-8", choices=("strict", "replace"))
     cell: str = opt("lstm", "recurrent cell", choices=tuple(LAYERS))
+    nonlinearity: str = opt("tanh", "the elman cell's nonlinearity", choices=("tanh", "relu"))
     layers: int = opt(2, "stacked recurrent layers")
     hidden: int = opt(256, "hidden units per layer")
     emb: int | None = opt(None, "embedding size (default: --hidden)")
@@ -57,9 +58,10 @@ class WordLMConfig(LMConfig):
 
 def build_model(cfg: LMConfig, vocab_size: int) -> LanguageModel:
     between = cfg.dropout if cfg.dropout_between is None else cfg.dropout_between
-    rnn = LAYERS[cfg.cell](
-        cfg.emb or cfg.hidden, cfg.hidden, num_layers=cfg.layers, dropout=between, variational=cfg.variational
-    )
+    rnn = build_layer(
+        cfg.cell, cfg.emb or cfg.hidden, cfg.hidden, nonlinearity=cfg.nonlinearity, num_layers=cfg.layers,
+        dropout=between, variational=cfg.variational,
+    )  # fmt: skip
     model = LanguageModel(
         vocab_size, rnn, dropout=cfg.dropout, tie_weights=cfg.tie_weights, backend=cfg.backend,
         dropout_emb=cfg.dropout if cfg.dropout_emb is None else cfg.dropout_emb, word_dropout=cfg.word_dropout,

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from ..config import opt
 from ..errors import UnrolledError
-from ..layers import LAYERS, RecurrentLayer
+from ..layers import LAYERS, RecurrentLayer, build_layer
 from ..models import ManyToMany, ManyToOne
 
 MEMORIZE = 10  # symbols to copy
@@ -35,6 +35,7 @@ SYMBOLS = 8
 class SyntheticConfig:
     length: int = opt(100, "sequence length T (copy: the delay between the symbols and the delimiter)")
     cell: str = opt("lstm", "recurrent cell", choices=tuple(LAYERS))
+    nonlinearity: str = opt("tanh", "the elman cell's nonlinearity", choices=("tanh", "relu"))
     layers: int = opt(1, "stacked recurrent layers")
     hidden: int = opt(128, "hidden units per layer")
     init_scale: float | None = opt(None, "recurrent weights: an orthogonal matrix (per gate) times this")
@@ -123,7 +124,7 @@ class SyntheticTask:
         return None, train, test
 
     def build_model(self, cfg: SyntheticConfig, vocab=None) -> nn.Module:
-        rnn = LAYERS[cfg.cell](self.in_features, cfg.hidden, num_layers=cfg.layers)
+        rnn = build_layer(cfg.cell, self.in_features, cfg.hidden, nonlinearity=cfg.nonlinearity, num_layers=cfg.layers)
         if cfg.init_scale is not None:
             init_recurrent(rnn, cfg.init_scale)
         if self.name == "adding":
