@@ -6,7 +6,9 @@ from conftest import assert_close
 
 import unrolled
 from unrolled import ElmanCell, GRUCell, JordanCell, LSTMCell
+from unrolled.bench import peak_memory_mb
 from unrolled.engine import unroll_bptt
+from unrolled.layers import LAYERS
 
 CELLS = {
     "tanh": lambda: ElmanCell(3, 4),
@@ -98,20 +100,16 @@ def test_layer_records_norms_per_layer_and_direction():
     assert forward_top.shape == (5,) and forward_top[-1] > 0
 
 
-def test_bptt_memory_is_not_more_than_reference():
-    """Saved tensors for backward: the engine keeps only what its local backward reads."""
-    layer = unrolled.LSTM(16, 32)
+@pytest.mark.parametrize("name", ["elman", "jordan", "lstm", "gru"])
+def test_bptt_peak_memory_is_not_more_than_reference(name):
+    """The high-water mark of tensor memory over forward + backward, read as `unrolled bench` reads it."""
+    torch.manual_seed(0)
+    layer = LAYERS[name](16, 64, num_layers=2)
     xs = torch.randn(8, 50, 16)
-    sizes = {}
-    for backend in ("reference", "bptt"):
-        total = 0
 
-        def pack(t):
-            nonlocal total
-            total += t.numel() * t.element_size()
-            return t
+    def step(backend):
+        layer.zero_grad(set_to_none=True)
+        layer(xs, backend=backend)[0].square().sum().backward()
 
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            layer(xs, backend=backend)[0].sum()
-        sizes[backend] = total
-    assert sizes["bptt"] <= sizes["reference"], sizes
+    peak = {b: peak_memory_mb(lambda b=b: step(b), torch.device("cpu")) for b in ("reference", "bptt")}
+    assert peak["bptt"] <= peak["reference"], peak

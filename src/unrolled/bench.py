@@ -73,7 +73,7 @@ def _train_step(model: _Model, opt, x, y) -> Callable[[], None]:
     return step
 
 
-def _peak_mb(fn: Callable[[], None], device: torch.device) -> float:
+def peak_memory_mb(fn: Callable[[], None], device: torch.device) -> float:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
@@ -109,7 +109,7 @@ def bench_training(size: str, cells, backends, rounds: int, device, log=print) -
                 opt = torch.optim.Adam(model.parameters(), lr=1e-3)
                 runs[cell, backend] = step = _train_step(model, opt, x, y)
                 step()  # warm-up: kernels, optimizer state
-    mem = {key: _peak_mb(step, device) for key, step in runs.items()}
+    mem = {key: peak_memory_mb(step, device) for key, step in runs.items()}
     times = {key: [] for key in runs}
     order = list(runs)
     for r in range(rounds):

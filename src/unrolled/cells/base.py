@@ -64,8 +64,10 @@ class Cell(nn.Module):
     hidden_size: int
     output_size: int
     # The BPTT engine's view (engine/bptt.py). An additive cell's step sees only z = xp + rp, the input
-    # and recurrent projections summed: `step(z, state)`, `step_backward(saved, d_state, dy, dz_out)`.
-    # Otherwise it sees both: `step(xp, rp, state)`, `step_backward(saved, d_state, dy, dxp_out, drp_out)`.
+    # and recurrent projections summed: `step(z, state, y_out) -> (new_state, saved)` writes y_t into
+    # y_out, and `step_backward(saved, d_state, dy, dz_out) -> (direct d_state_{t-1}, extra)` writes
+    # ∂L/∂z. Otherwise it sees both: `step(xp, rp, state, y_out)`, `step_backward(..., dxp_out, drp_out)`.
+    # When new_state's first field is y_out itself, the engine keeps no separate copy of it.
     additive: bool = False
 
     def _param(self, *shape: int, device=None, dtype=None) -> nn.Parameter:

@@ -50,9 +50,9 @@ class ElmanCell(Cell):
     # -- the BPTT engine's view: z = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh comes precomputed --
     rec_weight, rec_bias, in_bias, additive = "weight_hh", "bias_hh", "bias_ih", True
 
-    def step(self, z: Tensor, h: Tensor):
-        h = self.act(z)
-        return h, h, h  # new state, output, saved for backward
+    def step(self, z: Tensor, h: Tensor, y: Tensor):
+        y.copy_(self.act(z))
+        return y, y  # new state h_t = y_t, saved for backward
 
     def step_backward(self, h: Tensor, dh: Tensor, dy: Tensor, dz: Tensor):
         """∂L/∂z into `dz` from ∂L/∂h_t (through the state and the output): σ'(z) = 1 − h², [h > 0] or 1."""

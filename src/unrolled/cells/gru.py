@@ -48,14 +48,14 @@ class GRUCell(Cell):
     # -- the BPTT engine's view: xp = W_ih x_t + b_ih and rp = W_hh h_{t-1} + b_hh come precomputed --
     rec_weight, rec_bias, in_bias = "weight_hh", "bias_hh", "bias_ih"
 
-    def step(self, xp: Tensor, rp: Tensor, h: Tensor):
+    def step(self, xp: Tensor, rp: Tensor, h: Tensor, y: Tensor):
         H = self.hidden_size
         rz = torch.sigmoid(xp[:, : 2 * H] + rp[:, : 2 * H])  # reset and update gates in one pass
         r, z = rz[:, :H], rz[:, H:]
         hn = rp[:, 2 * H :]
         n = torch.tanh(torch.addcmul(xp[:, 2 * H :], r, hn))
-        h_new = torch.lerp(n, h, z)  # (1 − z) ⊙ n + z ⊙ h
-        return h_new, h_new, (rz, n, hn, h)
+        torch.lerp(n, h, z, out=y)  # h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}
+        return y, (rz, n, hn, h)
 
     def step_backward(self, saved, dh: Tensor, dy: Tensor, dxp: Tensor, drp: Tensor):
         """dn = d ⊙ (1 − z) ⊙ (1 − n²), dz = d ⊙ (h_{t-1} − n) ⊙ σ', direct ∂h_{t-1} = d ⊙ z; the reset gate

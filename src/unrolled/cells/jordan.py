@@ -64,10 +64,15 @@ class JordanCell(Cell):
     def engine_setup(self, batch_size: int) -> None:
         self.out, self.out_back = PackedLinear(self.weight_hy, batch_size), PackedLinear(self.weight_hy.T, batch_size)
 
-    def step(self, a: Tensor, y: Tensor):
+    def step(self, a: Tensor, y_prev: Tensor, y: Tensor):
         h = self.hidden_act(a)
-        y = self.output_act(self.out(h, self.bias_y))
-        return y, y, (a, h, y)
+        y.copy_(self.output_act(self.out(h, self.bias_y)))
+        # saved: a only where σ_h' needs it (ReLU), y only where σ_y' does (not the identity)
+        return y, (
+            a if self.hidden_activation == "relu" else None,
+            h,
+            None if self.output_activation == "identity" else y,
+        )
 
     def step_backward(self, saved, dstate: Tensor, dy: Tensor, da: Tensor):
         """∂L/∂y_t → through σ_y to the output pre-activation o, through W_hy to h, through σ_h to a.

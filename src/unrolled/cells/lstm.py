@@ -50,15 +50,15 @@ class LSTMCell(Cell):
     # -- the BPTT engine's view: z = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh comes precomputed --
     rec_weight, rec_bias, in_bias, additive = "weight_hh", "bias_hh", "bias_ih", True
 
-    def step(self, z: Tensor, state: LSTMState):
+    def step(self, z: Tensor, state: LSTMState, y: Tensor):
         H = self.hidden_size
         s = torch.sigmoid(z)  # i, f, o in one pass (the g block is computed and left unused)
         i, f, o = s[:, :H], s[:, H : 2 * H], s[:, 3 * H :]
         g = torch.tanh(z[:, 2 * H : 3 * H])
         c = torch.addcmul(f * state.c, i, g)
         tc = torch.tanh(c)
-        h = o * tc
-        return LSTMState(h, c), h, (s, g, state.c, tc)
+        torch.mul(o, tc, out=y)
+        return LSTMState(y, c), (s, g, state.c, tc)
 
     def step_backward(self, saved, d: LSTMState, dy: Tensor, dz: Tensor):
         """Back through one step: from ∂L/∂h_t, ∂L/∂c_t to the gate pre-activations (into `dz`) and ∂L/∂c_{t-1}.

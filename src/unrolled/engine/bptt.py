@@ -53,34 +53,39 @@ class _BPTT(torch.autograd.Function):
         if c.additive and b_rec is not None:  # the cell sees only xp + rp: add b_rec once, not T times
             b_in, b_rec = (b_rec if b_in is None else b_in + b_rec), None
         XP = F.linear(X, w["weight_ih"], b_in)  # (T, B, G), one GEMM
-        rec = PackedLinear(w[c.rec_weight], X.shape[1])
-        state, ys, saved, rec_inputs = state0, [], [], []
-        for t in range(X.shape[0]):
-            r = _rec_input(state)
+        T, B = X.shape[:2]
+        rec = PackedLinear(w[c.rec_weight], B)
+        Y = X.new_empty(T, B, c.output_size)  # each step writes y_t into Y[t]
+        state, saved, rec_inputs = state0, [], []
+        r_is_y = masks is None  # then r_t = y_{t-1} (a view of Y): W_rec's gradient needs no copy of them
+        for t in range(T):
+            r, y = _rec_input(state), Y[t]
             if c.additive:
-                new, y, s = c.step(rec(r, acc=XP[t]), state)
+                new, s = c.step(rec(r, acc=XP[t]), state, y)
             else:
-                new, y, s = c.step(XP[t], rec(r, b_rec), state)
+                new, s = c.step(XP[t], rec(r, b_rec), state, y)
+            r_is_y = r_is_y and _rec_input(new) is y
             if masks is not None:
                 m = masks[t]
-                new, y = where_state(m, new, state), torch.where(m, y, 0.0)
+                new = where_state(m, new, state)
+                y.masked_fill_(~m, 0.0)
             rec_inputs.append(r)
             saved.append(s)
-            ys.append(y)
             state = new
         ctx.c, ctx.names, ctx.masks, ctx.record, ctx.n_state = c, names, masks, record, n_state
         ctx.saved_steps, ctx.state0 = saved, state0
-        ctx.save_for_backward(X, torch.stack(rec_inputs), *tensors[n_state:])
-        return (torch.stack(ys, 1), *_parts(state))  # (B, T, O), final state
+        R = None if r_is_y else torch.stack(rec_inputs)
+        ctx.save_for_backward(X, Y, R, *tensors[n_state:])
+        final = [p.clone() if p._base is Y else p for p in _parts(state)]
+        return (Y, *final)  # (T, B, O) time-major, final state
 
     @staticmethod
     def backward(ctx, dY, *d_final):
         c, masks = ctx.c, ctx.masks
-        X, R, *weights = ctx.saved_tensors
+        X, Y, R, *weights = ctx.saved_tensors
         w = dict(zip(ctx.names, weights))
         W_rec = w[c.rec_weight]
         T, B = X.shape[:2]
-        dY = dY.transpose(0, 1)  # (T, B, O)
         d_state = _rebuild(
             ctx.state0, [torch.zeros_like(p) if g is None else g for p, g in zip(_parts(ctx.state0), d_final)]
         )
@@ -110,7 +115,12 @@ class _BPTT(torch.autograd.Function):
                 d_prev = type(ctx.state0)(dh, *[torch.zeros_like(dh) if p is None else p for p in direct[1:]])
             d_state = d_prev if masks is None else where_state(masks[t], d_prev, d_state)
         flat_xp, flat_rp = dXP.flatten(0, 1), dRP.flatten(0, 1)
-        grads = {"weight_ih": flat_xp.T @ X.flatten(0, 1), c.rec_weight: flat_rp.T @ R.flatten(0, 1)}
+        grads = {"weight_ih": flat_xp.T @ X.flatten(0, 1)}
+        if R is None:  # Σ_t ∂rp_tᵀ r_{t-1} with r_0 = h_0 and r_t = y_{t-1}: two GEMMs on what is already here
+            grads[c.rec_weight] = dRP[1:].flatten(0, 1).T @ Y[:-1].flatten(0, 1)
+            grads[c.rec_weight].addmm_(dRP[0].T, _rec_input(ctx.state0))
+        else:
+            grads[c.rec_weight] = flat_rp.T @ R.flatten(0, 1)
         if c.in_bias in w:
             grads[c.in_bias] = flat_xp.sum(0)
         if c.rec_bias and c.rec_bias in w:
@@ -136,7 +146,7 @@ def unroll_bptt(cell: Cell, xs: Tensor, state=None, *, lengths=None, reverse: bo
     names += [n for n in ("weight_hy", "bias_y") if getattr(cell, n, None) is not None]
     parts = _parts(state)
     out = _BPTT.apply(cell, names, masks, record, len(parts), xs, *parts, *[getattr(cell, n) for n in names])
-    ys, final = out[0], _rebuild(state, list(out[1:]))
+    ys, final = out[0].transpose(0, 1), _rebuild(state, list(out[1:]))
     if reverse:
         ys = reverse_padded(ys, lengths)
     return ys, final
