@@ -113,3 +113,20 @@ def test_bptt_peak_memory_is_not_more_than_reference(name):
 
     peak = {b: peak_memory_mb(lambda b=b: step(b), torch.device("cpu")) for b in ("reference", "bptt")}
     assert peak["bptt"] <= peak["reference"], peak
+
+
+@pytest.mark.parametrize("name", ["jordan", "lstm", "gru"])
+def test_engine_skips_gradients_nobody_needs_and_the_others_are_unchanged(name):
+    """Inputs without requires_grad and frozen weights get no GEMM; every other gradient is as before."""
+    torch.manual_seed(0)
+    layer = LAYERS[name](3, 5, num_layers=2, dtype=torch.double)
+    layer.weight_ih_l0.requires_grad_(False)
+    xs = torch.randn(2, 6, 3, dtype=torch.double)
+    grads = {}
+    for backend in ("reference", "bptt"):
+        layer.zero_grad(set_to_none=True)
+        (torch.linspace(-1, 1, 60, dtype=torch.double).view(2, 6, 5) * layer(xs, backend=backend)[0]).sum().backward()
+        grads[backend] = {n: p.grad for n, p in layer.named_parameters() if p.requires_grad}
+    assert layer.weight_ih_l0.grad is None and len(grads["bptt"]) == len(list(layer.parameters())) - 1
+    for n, g in grads["reference"].items():
+        assert_close(grads["bptt"][n], g, 1e-10, n)

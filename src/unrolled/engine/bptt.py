@@ -115,11 +115,14 @@ class _BPTT(torch.autograd.Function):
                 d_prev = type(ctx.state0)(dh, *[torch.zeros_like(dh) if p is None else p for p in direct[1:]])
             d_state = d_prev if masks is None else where_state(masks[t], d_prev, d_state)
         flat_xp, flat_rp = dXP.flatten(0, 1), dRP.flatten(0, 1)
-        grads = {"weight_ih": flat_xp.T @ X.flatten(0, 1)}
-        if R is None:  # Σ_t ∂rp_tᵀ r_{t-1} with r_0 = h_0 and r_t = y_{t-1}: two GEMMs on what is already here
+        needed = dict(zip(ctx.names, ctx.needs_input_grad[6 + ctx.n_state :]))  # frozen weights: no GEMM
+        grads = {}
+        if needed["weight_ih"]:
+            grads["weight_ih"] = flat_xp.T @ X.flatten(0, 1)
+        if needed[c.rec_weight] and R is None:  # Σ_t ∂rp_tᵀ r_{t-1}, r_0 = h_0, r_t = y_{t-1}: no copy of them
             grads[c.rec_weight] = dRP[1:].flatten(0, 1).T @ Y[:-1].flatten(0, 1)
             grads[c.rec_weight].addmm_(dRP[0].T, _rec_input(ctx.state0))
-        else:
+        elif needed[c.rec_weight]:
             grads[c.rec_weight] = flat_rp.T @ R.flatten(0, 1)
         if c.in_bias in w:
             grads[c.in_bias] = flat_xp.sum(0)
@@ -129,7 +132,7 @@ class _BPTT(torch.autograd.Function):
             grads.update(c.extra_grads(extras))
         if norms is not None:
             ctx.record.append(norms)
-        dxs = (dXP @ w["weight_ih"]).transpose(0, 1)  # (B, T, F)
+        dxs = (dXP @ w["weight_ih"]).transpose(0, 1) if ctx.needs_input_grad[5] else None  # (B, T, F)
         return (None, None, None, None, None, dxs, *_parts(d_state), *[grads.get(n) for n in ctx.names])
 
 
