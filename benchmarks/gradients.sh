@@ -25,20 +25,21 @@ if [[ $part == all || $part == adding ]]; then
         --results docs/results.json
     done
   done
-  $U diagnose runs/adding-lstm-T100 --out "$IMG/trained-adding-lstm-T100"
-  $U diagnose runs/adding-elman-T100 --out "$IMG/trained-adding-elman-T100"
+  for cell in elman lstm gru; do
+    $U diagnose "runs/adding-$cell-T100" --out "$IMG/trained-adding-$cell-T100"
+  done
 fi
 
 if [[ $part == all || $part == clipping ]]; then
   # Adam divides each gradient by its own running scale, so an exploding gradient barely moves it:
-  # the experiment uses plain SGD, where the step is the gradient. ReLU Elman, W_hh = 2 × orthogonal.
-  $U diagnose --cell elman --nonlinearity relu --hidden 128 --length 50 --init-scale 2 \
-    --out "$IMG/untrained-elman-relu-scale2"
+  # the experiment uses plain SGD, where the step is the gradient. ReLU Elman, W_hh = 1.5 × orthogonal.
+  $U diagnose --cell elman --nonlinearity relu --hidden 128 --length 50 --init-scale 1.5 \
+    --out "$IMG/untrained-elman-relu-scale1.5"
   for clip in 0 1; do
     out=runs/adding-elman-relu-explode-clip$clip
     rm -rf "$out"
-    $U train adding --cell elman --nonlinearity relu --length 50 --hidden 128 --init-scale 2 --batch-size 50 \
-      --steps 1000 --lr 1e-2 --optimizer sgd --schedule constant --clip-norm "$clip" --eval-every 100 --quiet \
+    $U train adding --cell elman --nonlinearity relu --length 50 --hidden 128 --init-scale 1.5 --batch-size 50 \
+      --steps 2000 --lr 1e-2 --optimizer sgd --schedule constant --clip-norm "$clip" --eval-every 250 --quiet \
       --out "$out" --results docs/results.json || true  # without clipping the loss may become NaN: that is the point
   done
 fi

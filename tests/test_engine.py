@@ -130,3 +130,28 @@ def test_engine_skips_gradients_nobody_needs_and_the_others_are_unchanged(name):
     assert layer.weight_ih_l0.grad is None and len(grads["bptt"]) == len(list(layer.parameters())) - 1
     for n, g in grads["reference"].items():
         assert_close(grads["bptt"][n], g, 1e-10, n)
+
+
+@pytest.mark.parametrize("name", ["elman", "jordan", "lstm", "gru"])
+def test_engine_on_onednn_packed_weights_matches_reference_in_float32(name, monkeypatch):
+    """The packed per-step GEMMs run only for large weights; force them on a small layer and compare."""
+    from unrolled import linear
+
+    if not linear._onednn():
+        pytest.skip("this torch build has no oneDNN linear")
+    monkeypatch.setattr(linear, "PACK_MIN_NUMEL", 0)
+    monkeypatch.setattr(linear, "PACK_MIN_USES", 1)
+    assert linear.PackedLinear(torch.ones(3, 2), 4, 1).packed is not None
+    torch.manual_seed(0)
+    layer = LAYERS[name](3, 8, num_layers=2, bidirectional=True)
+    xs = torch.randn(4, 7, 3, requires_grad=True)
+    w = torch.linspace(-1, 1, 4 * 7 * 16).view(4, 7, 16)
+    results = {}
+    for backend in ("reference", "bptt"):
+        layer.zero_grad(set_to_none=True)
+        xs.grad = None
+        ys, state = layer(xs, lengths=[7, 5, 2, 1], backend=backend)
+        ((w * ys).sum() + state[0].square().sum()).backward()
+        results[backend] = [ys, *state, xs.grad, *[p.grad for p in layer.parameters()]]
+    for i, (got, want) in enumerate(zip(results["bptt"], results["reference"])):
+        assert_close(got, want, 1e-5, f"tensor {i}")

@@ -24,14 +24,19 @@ def _onednn_usable(x: Tensor) -> bool:
     return x.device.type == "cpu" and x.dtype == torch.float32 and _onednn()
 
 
-class PackedLinear:
-    """x ↦ x Wᵀ + b, or x Wᵀ + acc, for one W used at every time step, packed once when oneDNN is usable."""
+# Packing pays only for weights this large, used this often: below them MKL's plain GEMM was as fast
+# or faster here (docs/benchmarks.md: the `small` size, H = 128, and batch-1 generation).
+PACK_MIN_NUMEL, PACK_MIN_USES = 2**17, 8
 
-    def __init__(self, weight: Tensor, batch_size: int):
+
+class PackedLinear:
+    """x ↦ x Wᵀ + b, or x Wᵀ + acc, for one W used `uses` times (once per time step), packed for oneDNN
+    once when that is available and pays."""
+
+    def __init__(self, weight: Tensor, batch_size: int, uses: int):
         self.weight = weight
-        self.packed = (
-            torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), batch_size) if _onednn_usable(weight) else None
-        )
+        worth = weight.numel() >= PACK_MIN_NUMEL and uses >= PACK_MIN_USES and _onednn_usable(weight)
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), batch_size) if worth else None
 
     def __call__(self, x: Tensor, bias: Tensor | None = None, acc: Tensor | None = None) -> Tensor:
         if self.packed is None:

@@ -93,7 +93,7 @@ class Cell(nn.Module):
         cell.__dict__.update(tensors)
         return cell
 
-    def engine_setup(self, batch_size: int) -> None:
+    def engine_setup(self, batch_size: int, steps: int) -> None:
         """Called by the BPTT engine on its bound copy once per pass, before the first step."""
 
     def extra_repr(self) -> str:

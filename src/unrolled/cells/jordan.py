@@ -61,8 +61,9 @@ class JordanCell(Cell):
     # -- the BPTT engine's view: a = W_ih x_t + b + W_yh y_{t-1} comes precomputed --
     rec_weight, rec_bias, in_bias, additive = "weight_yh", None, "bias", True
 
-    def engine_setup(self, batch_size: int) -> None:
-        self.out, self.out_back = PackedLinear(self.weight_hy, batch_size), PackedLinear(self.weight_hy.T, batch_size)
+    def engine_setup(self, batch_size: int, steps: int) -> None:
+        self.out = PackedLinear(self.weight_hy, batch_size, steps)
+        self.out_back = PackedLinear(self.weight_hy.T, batch_size, steps)
 
     def step(self, a: Tensor, y_prev: Tensor, y: Tensor):
         h = self.hidden_act(a)

@@ -47,14 +47,14 @@ class _BPTT(torch.autograd.Function):
         state0 = _rebuild(cell.init_state(1, device="meta"), list(tensors[:n_state]))
         w = dict(zip(names, tensors[n_state:]))
         c = cell.bind(w)
-        c.engine_setup(xs.shape[0])
+        c.engine_setup(*xs.shape[:2])
         X = xs.transpose(0, 1)  # (T, B, F): time-major inside
         b_in, b_rec = w.get(c.in_bias), w.get(c.rec_bias) if c.rec_bias else None
         if c.additive and b_rec is not None:  # the cell sees only xp + rp: add b_rec once, not T times
             b_in, b_rec = (b_rec if b_in is None else b_in + b_rec), None
         XP = F.linear(X, w["weight_ih"], b_in)  # (T, B, G), one GEMM
         T, B = X.shape[:2]
-        rec = PackedLinear(w[c.rec_weight], B)
+        rec = PackedLinear(w[c.rec_weight], B, T)
         Y = X.new_empty(T, B, c.output_size)  # each step writes y_t into Y[t]
         state, saved, rec_inputs = state0, [], []
         r_is_y = masks is None  # then r_t = y_{t-1} (a view of Y): W_rec's gradient needs no copy of them
@@ -91,7 +91,7 @@ class _BPTT(torch.autograd.Function):
         )
         dXP = X.new_empty(T, B, W_rec.shape[0])  # each step's local backward writes its slice
         dRP = dXP if c.additive else torch.empty_like(dXP)  # additive cells: ∂L/∂xp = ∂L/∂rp
-        back = PackedLinear(W_rec.T, B)  # ∂L/∂r_{t-1} = ∂L/∂rp_t W_rec
+        back = PackedLinear(W_rec.T, B, T)  # ∂L/∂r_{t-1} = ∂L/∂rp_t W_rec
         extras = []
         norms = torch.empty(T, dtype=X.dtype, device=X.device) if ctx.record is not None else None
         for t in range(T - 1, -1, -1):
