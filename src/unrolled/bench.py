@@ -1,7 +1,7 @@
 """`unrolled bench`: training and generation speed of every cell × backend, against torch.nn.
 
 A training step is what a language model does: dense inputs (B, T, H) standing for embeddings
-→ recurrent layer → linear head over 65 classes → cross-entropy → backward → Adam step.
+(so they take a gradient too) → recurrent layer → linear head over 65 classes → cross-entropy → backward → Adam step.
 Every configuration of one size is built first; then rounds run each configuration's step
 once, in a new shuffled order each round, so slow drifts of a shared machine and the after-
 effects of one configuration on the next hit all of them alike; the median of the
@@ -67,6 +67,7 @@ def _train_step(model: _Model, opt, x, y) -> Callable[[], None]:
         logits, _ = model(x)
         loss = F.cross_entropy(logits.reshape(-1, CLASSES), y.reshape(-1))
         opt.zero_grad(set_to_none=True)
+        x.grad = None
         loss.backward()
         opt.step()
 
@@ -98,7 +99,7 @@ def _sync(device):
 def bench_training(size: str, cells, backends, rounds: int, device, log=print) -> list[dict]:
     s = SIZES[size]
     B, T, H = s["batch"], s["steps"], s["hidden"]
-    x = torch.randn(B, T, H, device=device)
+    x = torch.randn(B, T, H, device=device, requires_grad=True)  # as embeddings do, the inputs take a gradient
     y = torch.randint(0, CLASSES, (B, T), device=device)
     runs = {}
     for cell in cells:

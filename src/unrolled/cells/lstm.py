@@ -52,13 +52,13 @@ class LSTMCell(Cell):
 
     def step(self, z: Tensor, state: LSTMState, y: Tensor):
         H = self.hidden_size
-        s = torch.sigmoid(z)  # i, f, o in one pass (the g block is computed and left unused)
-        i, f, o = s[:, :H], s[:, H : 2 * H], s[:, 3 * H :]
-        g = torch.tanh(z[:, 2 * H : 3 * H])
+        s = torch.sigmoid(z)  # i, f, o in one pass; the g block is then overwritten by tanh
+        i, f, g, o = s[:, :H], s[:, H : 2 * H], s[:, 2 * H : 3 * H], s[:, 3 * H :]
+        torch.tanh(z[:, 2 * H : 3 * H], out=g)
         c = torch.addcmul(f * state.c, i, g)
         tc = torch.tanh(c)
         torch.mul(o, tc, out=y)
-        return LSTMState(y, c), (s, g, state.c, tc)
+        return LSTMState(y, c), (s, state.c, tc)
 
     def step_backward(self, saved, d: LSTMState, dy: Tensor, dz: Tensor):
         """Back through one step: from ∂L/∂h_t, ∂L/∂c_t to the gate pre-activations (into `dz`) and ∂L/∂c_{t-1}.
@@ -67,9 +67,9 @@ class LSTMCell(Cell):
         d i = dc ⊙ g,  d f = dc ⊙ c_{t-1},  d g = dc ⊙ i,  d o = dh ⊙ tanh c_t,  ∂c_{t-1} = dc ⊙ f
         then through σ' = s(1 − s) for i, f, o and tanh' = 1 − g² for g.
         """
-        s, g, c_prev, tc = saved
+        s, c_prev, tc = saved
         H = self.hidden_size
-        i, f, o = s[:, :H], s[:, H : 2 * H], s[:, 3 * H :]
+        i, f, g, o = s[:, :H], s[:, H : 2 * H], s[:, 2 * H : 3 * H], s[:, 3 * H :]
         dh = d.h + dy
         dc = torch.addcmul(d.c, dh * o, 1 - tc * tc)
         di, df, dg, do = dz[:, :H], dz[:, H : 2 * H], dz[:, 2 * H : 3 * H], dz[:, 3 * H :]

@@ -2,12 +2,14 @@
 
 Forward: the input projection of all T steps as one GEMM, XP = X W_ihᵀ + b; then for each step
 the recurrent product rp_t = r_{t-1} W_recᵀ (+ b_rec) and the cell's pointwise `step`, saving only
-what its `step_backward` needs. For an additive cell (Elman, Jordan, LSTM: the step sees only
-xp + rp) b_rec is folded into XP and the per-step product is added to xp_t in the same call.
-The per-step products use oneDNN with the weight packed once per pass when the build has it. Backward walks from t = T to 1: the cell's local backward turns
+what its `step_backward` needs, and writing y_t into one time-major buffer Y. For an additive
+cell (Elman, Jordan, LSTM: the step sees only xp + rp) b_rec is folded into XP and the per-step
+product is added to xp_t in the same call; large weights are packed once per pass for oneDNN
+(linear.py). Backward walks from t = T to 1: the cell's local backward turns
 ∂L/∂state_t (from step t+1) plus ∂L/∂y_t (from the loss) into ∂L/∂xp_t, ∂L/∂rp_t and the direct
 part of ∂L/∂state_{t-1}, to which ∂L/∂rp_t W_rec is added. Weight gradients come last, each one
-GEMM over all steps: ∂W_ih = Σ_t ∂xp_tᵀ x_t, ∂W_rec = Σ_t ∂rp_tᵀ r_{t-1}, and ∂X = ∂XP W_ih.
+GEMM over all steps: ∂W_ih = Σ_t ∂xp_tᵀ x_t, ∂W_rec = Σ_t ∂rp_tᵀ r_{t-1} (r_{t-1} = y_{t-1} read
+from Y when there is no padding), and ∂X = ∂XP W_ih; none is computed when nobody needs it.
 
 Cells supply `step`, `step_backward` (writing into slices of one (T, B, G) buffer: no per-step
 gradient is concatenated or stacked), `additive`, and the names `rec_weight`, `rec_bias`,
