@@ -101,6 +101,12 @@ def test_diagnose_end_to_end(tmp_path, capsys):
     assert main(["diagnose", "--cell", "elman", "--hidden", "16", "--length", "30", "--init-scale", "3",
                  "--out", str(tmp_path / "big")]) == 0  # fmt: skip
     assert "exploding" in capsys.readouterr().out
+    assert main(["diagnose", "--cell", "elman", "--nonlinearity", "relu", "--hidden", "16", "--length", "30",
+                 "--init-scale", "3", "--out", str(tmp_path / "relu")]) == 0  # fmt: skip
+    out_text = capsys.readouterr().out
+    assert "elman (relu)" in out_text and "exploding" in out_text
+    assert main(["diagnose", "--cell", "gru", "--nonlinearity", "relu", "--out", str(tmp_path / "no")]) == 2
+    assert "is for the elman cell" in capsys.readouterr().err
     run = tmp_path / "run"
     args = ["train", "adding", "--length", "12", "--hidden", "8", "--steps", "20", "--eval-every", "10",
             "--train-sequences", "640", "--test-sequences", "500", "--out", str(run), "--quiet", "--clip-norm", "0.01"]  # fmt: skip
