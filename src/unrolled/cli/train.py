@@ -49,7 +49,7 @@ def run(task, args: argparse.Namespace) -> int:
         raise UnrolledError(f"--resume: {out} holds no checkpoint to continue from")
     if tcfg.threads:
         torch.set_num_threads(tcfg.threads)
-    # Vanishing gradients become subnormal floats, which x86 CPUs handle ~100× slower: an LSTM on the
+    # Vanishing gradients become subnormal floats, which x86 CPUs process far more slowly: an LSTM on the
     # adding problem at T = 200 slowed from 0.09 to 0.9 s a step as training went on. Flush them to 0.
     torch.set_flush_denormal(True)
     torch.manual_seed(tcfg.seed)
