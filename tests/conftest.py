@@ -7,6 +7,9 @@ import torch
 # Tests read real data from the shared mirror unless told otherwise.
 os.environ.setdefault("UNROLLED_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
 
+# `make test` runs two workers on two cores: one thread each, or OpenMP threads spin against each other.
+torch.set_num_threads(1)
+
 TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
 
 

@@ -29,6 +29,13 @@ def test_cosine_with_warmup():
     assert all(a >= b for a, b in itertools.pairwise(f[10:]))
 
 
+def test_cosine_follows_the_clock_when_it_is_ahead_of_the_steps():
+    cfg = build(TrainConfig, {"schedule": "cosine"})
+    assert lr_factor(cfg, 0, 1000, 10, time_spent=0.5) == pytest.approx(0.5)
+    assert lr_factor(cfg, 500, 1000, 10, time_spent=0.1) == pytest.approx(0.5)  # the steps are further along
+    assert lr_factor(cfg, 10, 1000, 10, time_spent=1.0) == pytest.approx(0.0)
+
+
 def test_step_decay_after_an_epoch_like_zaremba():
     cfg = build(TrainConfig, {"schedule": "step", "gamma": 0.5, "decay_start": 4})
     per_epoch = [lr_factor(cfg, e * 100, 10_000, 100) for e in range(7)]
@@ -124,3 +131,21 @@ def test_ntasgd_averages_the_iterates_once_validation_stalls(tmp_path):
     resumed.resume()
     assert torch.equal(resumed.averaged.module.w, trainer.averaged.module.w)
     assert int(resumed.averaged.n_averaged) == 4 and resumed.valid_history == trainer.valid_history
+
+
+def test_time_budget_stops_evaluates_and_is_carried_by_resume(tmp_path):
+    from unrolled.train import checkpoint
+
+    cfg = build(TrainConfig, {"steps": 100, "time_budget": 1e-9, "eval_every": 0, "optimizer": "sgd", "lr": 0.1})
+    trainer = Trainer(_Model(), cfg, _Data(), lambda m: {"loss": 1.0}, tmp_path, task="t", task_config={},
+                      carry_state=False, progress=False)  # fmt: skip
+    summary = trainer.fit()
+    assert summary["step"] == 1 and summary["stopped"] == "time budget" and trainer.valid_history == [1.0]
+    assert trainer.time_spent() > 1 and trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.0)
+    seconds = checkpoint.load(tmp_path, prefer="latest").state["seconds"]
+    assert 0 < seconds <= summary["wall_seconds"]
+    cfg.time_budget = 1.0  # a resumed run may be given more time; the clock goes on from where it stopped
+    resumed = Trainer(_Model(), cfg, _Data(), lambda m: {"loss": 1.0}, tmp_path, task="t", task_config={},
+                      carry_state=False, progress=False)  # fmt: skip
+    resumed.resume()
+    assert resumed.elapsed() == seconds and 0 < resumed.time_spent() < 1e-3

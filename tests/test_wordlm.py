@@ -140,3 +140,21 @@ def test_locked_dropout_uses_one_mask_for_all_steps():
     assert torch.equal(y, y[:, :1].expand_as(y)), "the same units must be dropped at every time step"
     assert (y == 0).any() and (y == 2).any()
     assert torch.equal(dropout(x, 0.5, training=False, variational=True), x)
+
+
+def test_train_reports_the_best_checkpoint_on_the_test_split(tmp_path, capsys):
+    import json
+
+    out, results = tmp_path / "run", tmp_path / "results.json"
+    args = ["train", "wordlm", "--data", "ptb", "--out", str(out), "--hidden", "8", "--layers", "1",
+            "--batch-size", "20", "--seq-len", "20", "--steps", "4", "--eval-every", "2", "--eval-windows", "3",
+            "--quiet", "--results", str(results)]  # fmt: skip
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert main(["eval", str(out), "--split", "test"]) == 0
+    test_line = capsys.readouterr().out.strip()  # "test: … over 82,430 tokens"
+    assert test_line.replace("test:", "test (best checkpoint):") in printed
+    rows = {(r["split"], r["metric"]): r for r in json.loads(results.read_text())}
+    assert set(rows) == {(s, m) for s in ("valid", "test") for m in ("nats_per_word", "perplexity")}
+    assert f"(perplexity {rows['test', 'perplexity']['value']:.2f})" in test_line
+    assert len(rows["test", "perplexity"]["valid_loss_curve"]) == 2

@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..data import TBPTTStream
 from ..errors import UnrolledError
 from ..tasks import load
-from ..tasks.lm import LMTask, evaluate
+from ..tasks.lm import LMTask
 from ..train import checkpoint
 from ..train.config import TrainConfig
 
@@ -30,12 +29,9 @@ def run(args: argparse.Namespace) -> int:
         _, _, test = task.prepare(cfg, TrainConfig())
         print(f"test: {task.describe(task.evaluate(model, test))} over {len(test) * test.batch_size:,} sequences")
         return 0
-    _, valid, test = task.corpus(cfg, args.data)
-    corpus = valid if args.split == "valid" else test
-    if corpus is None:
+    found = task.evaluate_split(model, vocab, cfg, args.split, args.data, args.batch_size, args.seq_len)
+    if found is None:
         raise UnrolledError(f"{args.data or cfg.data or 'the default corpus'} has no test split; use --split valid")
-    batch = args.batch_size or (task.eval_batch if task.unit == "char" else 1)
-    ids = task.encode(vocab, corpus, f"the {args.split} split")
-    m = evaluate(model, TBPTTStream(ids, batch, args.seq_len))
-    print(f"{args.split}: {task.describe(m)} over {len(ids):,} tokens")
+    m, tokens = found
+    print(f"{args.split}: {task.describe(m)} over {tokens:,} tokens")
     return 0

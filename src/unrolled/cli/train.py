@@ -12,9 +12,10 @@ import torch
 
 from ..config import add_arguments, build, preset
 from ..errors import UnrolledError
-from ..tasks import TASKS
-from ..tasks.lm import count_params
+from ..tasks import TASKS, load
+from ..tasks.lm import LMTask, count_params
 from ..train import callbacks as cb
+from ..train import checkpoint
 from ..train.config import TrainConfig
 from ..train.loop import Trainer
 
@@ -75,26 +76,42 @@ def run(task, args: argparse.Namespace) -> int:
         f"step {summary['step']}: {task.describe(m)} (best loss {summary['best_valid']:.4f}); "
         f"{summary['wall_seconds']:.0f} s, {summary['tokens_per_s']:,.0f} tokens/s; checkpoints in {out}"
     )
-    if args.results and summary["stopped"] != "interrupted":
-        record_results(args.results, task, cfg, args, summary)
+    if summary["stopped"] != "interrupted":
+        figures = task.result_metrics(summary) + test_figures(task, out)
+        if args.results:
+            record_results(args.results, task, cfg, args, summary, figures)
     if summary["stopped"] == "interrupted":
         print(f"interrupted: checkpoint saved; continue with --resume --out {out}", file=sys.stderr)
         return 130
     return 0
 
 
-def record_results(path: Path, task, cfg, args: argparse.Namespace, summary: dict) -> None:
-    """Append this run's figures to a JSON list, with the command that produced them."""
+def test_figures(task, out: Path) -> list[tuple[str, str, float]]:
+    """A language model's best checkpoint on the whole test split, when the corpus has one; printed."""
+    if not isinstance(task, LMTask):
+        return []
+    _, model, vocab, cfg = load(checkpoint.load(out))
+    found = task.evaluate_split(model, vocab, cfg, "test")
+    if found is None:
+        return []
+    metrics, tokens = found
+    print(f"test (best checkpoint): {task.describe(metrics)} over {tokens:,} tokens")
+    return task.figures("test", metrics["loss"])
+
+
+def record_results(path: Path, task, cfg, args: argparse.Namespace, summary: dict, figures: list) -> None:
+    """Append this run's figures to a JSON list, with the command and the validation curve behind them."""
     import datetime
     import json
 
     rows = json.loads(path.read_text()) if path.exists() else []
-    for split, metric, value in task.result_metrics(summary):
+    for split, metric, value in figures:
         rows.append({
             "task": task.name, "dataset": getattr(cfg, "data", None) or task.default_dataset(cfg),
             "preset": args.preset, "split": split, "metric": metric, "value": round(value, 6),
             "command": "unrolled " + " ".join(args.argv), "wall_seconds": round(summary["wall_seconds"], 1),
             "steps": summary["step"], "date": datetime.date.today().isoformat(),
+            "valid_loss_curve": [round(v, 4) for v in summary["valid_history"]],
         })  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(rows, indent=1) + "\n")

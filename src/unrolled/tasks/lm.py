@@ -190,11 +190,27 @@ class LMTask:
         valid_stream = TBPTTStream(self.encode(vocab, valid, "the validation split"), self.eval_batch, tcfg.seq_len)
         return vocab, train_stream, valid_stream
 
+    def figures(self, split: str, nats: float) -> list[tuple[str, str, float]]:
+        """A loss as a results table quotes it: in nats and in the usual unit."""
+        usual = ("bits_per_char", nats / math.log(2)) if self.unit == "char" else ("perplexity", math.exp(nats))
+        return [(split, f"nats_per_{self.unit}", nats), (split, *usual)]
+
     def result_metrics(self, summary: dict) -> list[tuple[str, str, float]]:
-        """The figures a results table quotes: the best validation loss, in nats and in the usual unit."""
-        best = summary["best_valid"]
-        usual = ("bits_per_char", best / math.log(2)) if self.unit == "char" else ("perplexity", math.exp(best))
-        return [("valid", f"nats_per_{self.unit}", best), ("valid", *usual)]
+        """The best validation loss of a run."""
+        return self.figures("valid", summary["best_valid"])
+
+    def evaluate_split(self, model, vocab, cfg, split: str, data=None, batch: int | None = None, seq_len: int = 100):
+        """(metrics, tokens) over a whole split, the state carried across windows; None if the corpus lacks it.
+
+        Words are read as one stream (batch 1), the usual way to quote a test perplexity.
+        """
+        _, valid, test = self.corpus(cfg, data)
+        corpus = valid if split == "valid" else test
+        if corpus is None:
+            return None
+        ids = self.encode(vocab, corpus, f"the {split} split")
+        batch = batch or (self.eval_batch if self.unit == "char" else 1)
+        return evaluate(model, TBPTTStream(ids, batch, seq_len)), len(ids)
 
     def default_dataset(self, cfg) -> str:
         return "python-stdlib-source"

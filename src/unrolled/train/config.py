@@ -13,6 +13,9 @@ SCHEDULES = ("constant", "step", "cosine", "plateau")
 @dataclass
 class TrainConfig:
     steps: int | None = opt(None, "optimizer steps in all; overrides --epochs when given")
+    time_budget: float | None = opt(
+        None, "stop after this many minutes (evaluations included); the cosine schedule then runs on the clock"
+    )
     epochs: int = opt(1, "passes over the training data (when --steps is not given)")
     batch_size: int = opt(32, "sequences per batch (parallel streams for language models)")
     seq_len: int = opt(100, "truncated-BPTT window: time steps per batch")

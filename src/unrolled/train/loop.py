@@ -26,7 +26,17 @@ from .config import TrainConfig
 from .optim import clip_gradients, make_optimizer, make_scheduler
 
 # Fields of TrainConfig that a resumed run may change; any other difference is refused.
-RESUMABLE = {"steps", "epochs", "eval_every", "eval_windows", "ckpt_every", "early_stop", "device", "threads"}
+RESUMABLE = {
+    "steps",
+    "time_budget",
+    "epochs",
+    "eval_every",
+    "eval_windows",
+    "ckpt_every",
+    "early_stop",
+    "device",
+    "threads",
+}
 
 
 class TrainingDiverged(UnrolledError):
@@ -81,7 +91,9 @@ class Trainer:
         self.steps_per_epoch = len(train_data)
         self.total_steps = cfg.steps or cfg.epochs * self.steps_per_epoch
         self.optimizer = make_optimizer(model.parameters(), cfg)
-        self.scheduler = make_scheduler(self.optimizer, cfg, self.total_steps, self.steps_per_epoch)
+        self.seconds = 0.0  # training time before this process (a resumed run), evaluations included
+        self._clock: float | None = None  # perf_counter() when this process started training
+        self.scheduler = make_scheduler(self.optimizer, cfg, self.total_steps, self.steps_per_epoch, self.time_spent)
         self.step = self.epoch = self.window = 0
         self.best_valid, self.evals_since_best = math.inf, 0
         self.carry = None
@@ -100,7 +112,7 @@ class Trainer:
             "step": self.step, "epoch": self.epoch, "window": self.window, "best_valid": self.best_valid,
             "evals_since_best": self.evals_since_best, "metrics": self.last_metrics,
             "carry_type": None if self.carry is None else type(self.carry).__name__,
-            "valid_history": self.valid_history,
+            "valid_history": self.valid_history, "seconds": self.elapsed(),
             "n_averaged": None if self.averaged is None else int(self.averaged.n_averaged),
         }  # fmt: skip
         training = {
@@ -138,6 +150,7 @@ class Trainer:
         self.best_valid, self.evals_since_best = s["best_valid"], s["evals_since_best"]
         self.last_metrics = s["metrics"]
         self.valid_history = s.get("valid_history", [])
+        self.seconds = s.get("seconds", 0.0)
         if s.get("n_averaged") is not None:
             self._start_averaging()
             ckpt.load_weights(self.averaged.module, "averaged")
@@ -147,6 +160,14 @@ class Trainer:
             self.carry = self.model.rnn.state_class(*fields)
 
     # -- the loop -----------------------------------------------------------------------------
+    def elapsed(self) -> float:
+        """Seconds of training so far, across resumptions."""
+        return self.seconds + (0.0 if self._clock is None else time.perf_counter() - self._clock)
+
+    def time_spent(self) -> float:
+        """The fraction of --time-budget used (0 without a budget)."""
+        return self.elapsed() / (60 * self.cfg.time_budget) if self.cfg.time_budget else 0.0
+
     def _start_averaging(self) -> None:
         """NT-ASGD (Merity et al. 2018): from now on evaluate and keep the average of the iterates."""
         self.averaged = AveragedModel(self.model)
@@ -201,13 +222,14 @@ class Trainer:
         return improved, bool(self.cfg.early_stop) and self.evals_since_best >= self.cfg.early_stop
 
     def fit(self) -> dict[str, Any]:
-        """Train until the step budget, early stopping or Ctrl-C; return a summary."""
+        """Train until the step or time budget, early stopping or Ctrl-C; return a summary."""
         cfg, stop_reason = self.cfg, None
         ckpt_every = cfg.ckpt_every or cfg.eval_every or self.steps_per_epoch
         old_handler = signal.signal(signal.SIGINT, self._on_sigint)
         bar = tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True, mininterval=1.0,
                    disable=not self.progress)  # fmt: skip
         t0, tokens, start_step = time.perf_counter(), 0, self.step
+        self._clock = t0
         try:
             while self.step < self.total_steps and stop_reason is None:
                 if self.window == 0:
@@ -225,10 +247,12 @@ class Trainer:
                     bar.set_postfix(loss=f"{rec['loss']:.3f}", tok_s=f"{rec['tokens_per_s']:,.0f}",
                                     valid=f"{self.best_valid:.3f}")  # fmt: skip
                     improved, done = False, self.step >= self.total_steps
+                    if self.time_spent() >= 1:
+                        done, stop_reason = True, "time budget"
                     epoch_end = self.window == self.steps_per_epoch
                     if (self.step % cfg.eval_every == 0 if cfg.eval_every else epoch_end) or done:
                         improved, stop = self._evaluate()
-                        stop_reason = "early stopping" if stop else None
+                        stop_reason = "early stopping" if stop else stop_reason
                     if self._interrupted:
                         stop_reason = "interrupted"
                     if self.step % ckpt_every == 0 or done or stop_reason or improved:
@@ -243,8 +267,9 @@ class Trainer:
             for cb in self.callbacks:
                 cb.on_end(self)
         wall = time.perf_counter() - t0
+        self.seconds, self._clock = self.elapsed(), None
         return {
             "step": self.step, "stopped": stop_reason or "done", "best_valid": self.best_valid,
-            "metrics": self.last_metrics, "wall_seconds": wall,
+            "metrics": self.last_metrics, "wall_seconds": self.seconds, "valid_history": self.valid_history,
             "tokens_per_s": tokens / wall if wall else 0.0, "steps_this_run": self.step - start_step,
         }  # fmt: skip

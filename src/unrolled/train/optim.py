@@ -23,12 +23,16 @@ def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
     return kinds[cfg.optimizer]()
 
 
-def lr_factor(cfg: TrainConfig, step: int, total_steps: int, steps_per_epoch: int) -> float:
-    """The multiplier of --lr at optimizer step `step` (0-based) for the step-based schedules."""
+def lr_factor(cfg: TrainConfig, step: int, total_steps: int, steps_per_epoch: int, time_spent: float = 0.0) -> float:
+    """The multiplier of --lr at optimizer step `step` (0-based) for the step-based schedules.
+
+    `time_spent` is the fraction of --time-budget used so far: the cosine follows whichever of the
+    step count and the clock is further along.
+    """
     if cfg.schedule == "cosine":
         if step < cfg.warmup_steps:
             return (step + 1) / cfg.warmup_steps
-        progress = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
+        progress = max((step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps), time_spent)
         cos = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
         return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cos
     if cfg.schedule == "step":
@@ -37,11 +41,16 @@ def lr_factor(cfg: TrainConfig, step: int, total_steps: int, steps_per_epoch: in
     return 1.0  # constant, and plateau (which acts on evaluations instead)
 
 
-def make_scheduler(optimizer, cfg: TrainConfig, total_steps: int, steps_per_epoch: int):
-    """A LambdaLR stepped once per optimizer step, or ReduceLROnPlateau stepped per evaluation."""
+def make_scheduler(optimizer, cfg: TrainConfig, total_steps: int, steps_per_epoch: int, time_spent=lambda: 0.0):
+    """A LambdaLR stepped once per optimizer step, or ReduceLROnPlateau stepped per evaluation.
+
+    `time_spent()` gives the fraction of the time budget used so far (see `lr_factor`).
+    """
     if cfg.schedule == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=cfg.gamma, patience=cfg.patience)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(cfg, step, total_steps, steps_per_epoch))
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(cfg, step, total_steps, steps_per_epoch, time_spent())
+    )
 
 
 def clip_gradients(model: nn.Module, cfg: TrainConfig) -> tuple[float, bool]:
