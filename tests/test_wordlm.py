@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from unrolled.cli import main
 from unrolled.config import build
@@ -158,3 +159,33 @@ def test_train_reports_the_best_checkpoint_on_the_test_split(tmp_path, capsys):
     assert set(rows) == {(s, m) for s in ("valid", "test") for m in ("nats_per_word", "perplexity")}
     assert f"(perplexity {rows['test', 'perplexity']['value']:.2f})" in test_line
     assert len(rows["test", "perplexity"]["valid_loss_curve"]) == 2
+
+
+def test_adaptive_softmax_is_a_normalised_distribution_and_its_loss_matches():
+    from unrolled.errors import UnrolledError
+    from unrolled.tasks.lm import generate
+
+    V = 50
+    model = LanguageModel(V, LSTM(8, 64), adaptive_cutoffs=[5, 20]).double().eval()  # tails: 16 and 4 dims
+    x, y = torch.randint(0, V, (3, 7)), torch.randint(0, V, (3, 7))
+    with torch.no_grad():
+        scores, _ = model(x)
+        loss, _ = model.loss((x, y))
+    assert (scores.exp().sum(-1) - 1).abs().max() < 1e-12
+    assert abs(loss.item() - F.cross_entropy(scores.flatten(0, 1), y.reshape(-1)).item()) < 1e-12
+    m = evaluate(model, TBPTTStream(torch.cat([x.reshape(-1), y[0]]), 1, 5))  # evaluation goes through forward
+    assert math.isfinite(m["loss"]) and len(list(generate(model, x[0], 5))) == 5
+    # it learns: one tiny batch, overfitted
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    for _ in range(150):
+        opt.zero_grad()
+        model.loss((x, y))[0].backward()
+        opt.step()
+    assert model.loss((x, y))[0].item() < 0.1
+    with pytest.raises(UnrolledError, match="no single output matrix to tie"):
+        LanguageModel(V, LSTM(16, 16), tie_weights=True, adaptive_cutoffs=[5])
+    with pytest.raises(UnrolledError, match=r"must increase strictly within 1\.\.48"):
+        LanguageModel(V, LSTM(8, 16), adaptive_cutoffs=[20, 5])
+    with pytest.raises(UnrolledError, match="comma-separated word counts"):
+        build_model(build(WordLMConfig, {"adaptive_softmax": "2000;10000"}), V)

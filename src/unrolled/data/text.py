@@ -11,6 +11,7 @@ import gzip
 import os
 import sysconfig
 import zlib
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -156,7 +157,8 @@ def split_lines(text: str) -> list[str]:
 
 
 class WordVocab:
-    """Ids in order of first appearance in the training text; each line ends with the token `eos`.
+    """Ids by frequency in the training text, most frequent first (ties: first appearance); each line
+    ends with the token `eos`. The order is what an adaptive softmax's clusters rely on.
 
     `unk` is the token unseen words may map to; it is only usable when the training text contains it (PTB and
     WikiText-2 do), since an id that training never saw would have an untrained embedding.
@@ -172,14 +174,13 @@ class WordVocab:
     @classmethod
     def build(cls, lines: Iterable[str] | str, eos: str = "<eos>", unk: str = "<unk>") -> WordVocab:
         """From training lines (a string is split into lines first)."""
-        stoi: dict[str, int] = {}
+        counts: Counter[str] = Counter()
         for line in split_lines(lines) if isinstance(lines, str) else lines:
-            for w in line.split():
-                stoi.setdefault(w, len(stoi))
-            stoi.setdefault(eos, len(stoi))
-        if not stoi:
+            counts.update(line.split())
+            counts[eos] += 1
+        if not counts:
             raise UnrolledError("cannot build a word vocabulary from no lines")
-        return cls(list(stoi), eos, unk)
+        return cls([w for w, _ in counts.most_common()], eos, unk)  # most_common is stable: ties keep their order
 
     def __len__(self) -> int:
         return len(self.itos)

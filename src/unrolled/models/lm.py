@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -18,6 +20,12 @@ class LanguageModel(nn.Module):
     per element or, with `variational`, one mask per sequence (Gal & Ghahramani 2016).
     `word_dropout` drops whole embedding rows; `ar`/`tar` add AWD-LSTM's activation penalties
     to the training loss. With `tie_weights` the head reuses the embedding matrix.
+
+    `adaptive_cutoffs` replaces the linear head by an adaptive softmax (Grave et al. 2017,
+    `torch.nn.AdaptiveLogSoftmaxWithLoss`): the ids below the first cutoff (the most frequent
+    words, as `WordVocab` orders them) are scored in full, rarer ones through smaller clusters —
+    several times cheaper for a large vocabulary, still an exact, normalised distribution.
+    `forward` then returns log-probabilities in place of logits (the same softmax).
     """
 
     def __init__(
@@ -33,12 +41,24 @@ class LanguageModel(nn.Module):
         variational: bool = False,
         ar: float = 0.0,
         tar: float = 0.0,
+        adaptive_cutoffs: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, rnn.input_size)
         self.rnn = rnn
         features = rnn.output_size * rnn.num_directions
-        self.head = nn.Linear(features, vocab_size)
+        if adaptive_cutoffs:
+            if tie_weights:
+                raise UnrolledError("an adaptive softmax has no single output matrix to tie: drop --tie-weights")
+            cutoffs = list(adaptive_cutoffs)
+            if cutoffs != sorted(set(cutoffs)) or cutoffs[0] <= 0 or cutoffs[-1] >= vocab_size - 1:
+                raise UnrolledError(
+                    f"adaptive softmax cutoffs must increase strictly within 1..{vocab_size - 2} "
+                    f"(the vocabulary has {vocab_size} words), got {cutoffs}"
+                )
+            self.head = nn.AdaptiveLogSoftmaxWithLoss(features, vocab_size, cutoffs, div_value=4.0)
+        else:
+            self.head = nn.Linear(features, vocab_size)
         if tie_weights:
             if features != rnn.input_size:
                 raise UnrolledError(
@@ -50,22 +70,32 @@ class LanguageModel(nn.Module):
         self.dropout, self.dropout_emb = dropout, dropout if dropout_emb is None else dropout_emb
         self.word_dropout, self.variational, self.ar, self.tar = word_dropout, variational, ar, tar
 
-    def _run(self, ids: Tensor, state):
+    @property
+    def adaptive(self) -> bool:
+        return isinstance(self.head, nn.AdaptiveLogSoftmaxWithLoss)
+
+    def _features(self, ids: Tensor, state):
         x = embedding_dropout(self.embedding, ids, self.word_dropout)  # (B, T, E)
         x = dropout(x, self.dropout_emb, self.training, self.variational)
         ys, state = self.rnn(x, state, backend=self.backend)  # (B, T, H)
         out = dropout(ys, self.dropout, self.training, self.variational)
-        return self.head(out), state, ys, out  # logits (B, T, V)
+        return state, ys, out
 
     def forward(self, ids: Tensor, state=None) -> tuple[Tensor, object]:
-        logits, state, _, _ = self._run(ids, state)
-        return logits, state
+        """Ids (B, T) → scores (B, T, V) whose softmax is the next-token distribution, and the state."""
+        state, _, out = self._features(ids, state)
+        if self.adaptive:
+            return self.head.log_prob(out.reshape(-1, out.shape[-1])).view(*out.shape[:-1], -1), state
+        return self.head(out), state
 
     def loss(self, batch: tuple[Tensor, Tensor], state=None) -> tuple[Tensor, object]:
         """Mean cross-entropy (nats per token) of predicting `y` from `x`, both (B, T), plus AR/TAR in training."""
         x, y = batch
-        logits, state, ys, out = self._run(x, state)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        state, ys, out = self._features(x, state)
+        if self.adaptive:  # scores only the clusters each target needs
+            loss = self.head(out.reshape(-1, out.shape[-1]), y.reshape(-1)).loss
+        else:
+            loss = F.cross_entropy(self.head(out).flatten(0, 1), y.reshape(-1))
         if self.training and self.ar:
             loss = loss + activation_penalty(out, self.ar)
         if self.training and self.tar:

@@ -44,6 +44,9 @@ class LMConfig:
     tie_weights: bool = opt(False, "share the embedding matrix with the output layer (needs --emb = --hidden)")
     init_range: float | None = opt(None, "initialise every weight uniformly in ±this (default: torch's init)")
     backend: str = opt("auto", "layer backend: auto, fused, reference")
+    adaptive_softmax: str | None = opt(
+        None, "cutoffs of an adaptive softmax head, e.g. 2000,10000: faster for large vocabularies"
+    )
 
 
 @dataclass
@@ -56,6 +59,17 @@ class WordLMConfig(LMConfig):
     data: str | None = opt("ptb", "dataset name (ptb, wikitext2) or a text file, one sentence per line")
 
 
+def parse_cutoffs(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(c) for c in text.split(",")]
+    except ValueError:
+        raise UnrolledError(
+            f"--adaptive-softmax takes comma-separated word counts such as 2000,10000, got {text!r}"
+        ) from None
+
+
 def build_model(cfg: LMConfig, vocab_size: int) -> LanguageModel:
     between = cfg.dropout if cfg.dropout_between is None else cfg.dropout_between
     rnn = build_layer(
@@ -65,7 +79,7 @@ def build_model(cfg: LMConfig, vocab_size: int) -> LanguageModel:
     model = LanguageModel(
         vocab_size, rnn, dropout=cfg.dropout, tie_weights=cfg.tie_weights, backend=cfg.backend,
         dropout_emb=cfg.dropout if cfg.dropout_emb is None else cfg.dropout_emb, word_dropout=cfg.word_dropout,
-        variational=cfg.variational, ar=cfg.ar, tar=cfg.tar,
+        variational=cfg.variational, ar=cfg.ar, tar=cfg.tar, adaptive_cutoffs=parse_cutoffs(cfg.adaptive_softmax),
     )  # fmt: skip
     if cfg.init_range:
         for p in model.parameters():
