@@ -50,6 +50,18 @@ ACTIVATIONS = {
 }
 
 
+def tanh_grad(d: Tensor, y: Tensor, out: Tensor | None = None) -> Tensor:
+    """d ⊙ (1 − y²): back through y = tanh(a), from the output y, in one kernel (autograd's own op)."""
+    op = torch.ops.aten.tanh_backward
+    return op(d, y) if out is None else op.grad_input(d, y, grad_input=out)
+
+
+def sigmoid_grad(d: Tensor, y: Tensor, out: Tensor | None = None) -> Tensor:
+    """d ⊙ y ⊙ (1 − y): back through y = σ(a), from the output y, in one kernel (autograd's own op)."""
+    op = torch.ops.aten.sigmoid_backward
+    return op(d, y) if out is None else op.grad_input(d, y, grad_input=out)
+
+
 def activation(name: str, allowed: tuple[str, ...], what: str):
     """Look up an activation by name, with a clear error for an unknown one."""
     if name not in allowed:

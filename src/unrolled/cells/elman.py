@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import Cell, activation
+from .base import Cell, activation, tanh_grad
 
 
 class ElmanCell(Cell):
@@ -58,7 +58,7 @@ class ElmanCell(Cell):
         """∂L/∂z into `dz` from ∂L/∂h_t (through the state and the output): σ'(z) = 1 − h², [h > 0] or 1."""
         d = dh + dy
         if self.nonlinearity == "tanh":
-            torch.mul(d, 1 - h * h, out=dz)
+            tanh_grad(d, h, out=dz)
         elif self.nonlinearity == "relu":
             torch.mul(d, h > 0, out=dz)
         else:

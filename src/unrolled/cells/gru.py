@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import Cell
+from .base import Cell, sigmoid_grad, tanh_grad
 
 
 class GRUCell(Cell):
@@ -65,10 +65,11 @@ class GRUCell(Cell):
         H = self.hidden_size
         r, z = rz[:, :H], rz[:, H:]
         d = dh + dy
-        dn = torch.mul(d * (1 - z), 1 - n * n, out=dxp[:, 2 * H :])
+        direct = d * z
+        dn = tanh_grad(d - direct, n, out=dxp[:, 2 * H :])
         torch.mul(dn, hn, out=dxp[:, :H])
         torch.mul(d, h - n, out=dxp[:, H : 2 * H])
-        dxp[:, : 2 * H].mul_(rz - rz * rz)  # through σ' = s(1 − s), both gates at once
+        sigmoid_grad(dxp[:, : 2 * H], rz, out=dxp[:, : 2 * H])  # through σ', both gates at once
         drp[:, : 2 * H] = dxp[:, : 2 * H]
         torch.mul(dn, r, out=drp[:, 2 * H :])
-        return d * z, None  # direct ∂L/∂h_{t-1}, extras
+        return direct, None  # direct ∂L/∂h_{t-1}, extras

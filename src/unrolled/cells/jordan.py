@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..linear import PackedLinear
-from .base import Cell, activation
+from .base import Cell, activation, sigmoid_grad, tanh_grad
 
 HIDDEN_ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")
 OUTPUT_ACTIVATIONS = ("identity", "tanh", "sigmoid", "softmax")
@@ -105,9 +105,9 @@ def _act_backward(name: str, d: Tensor, out: Tensor, pre: Tensor | None) -> Tens
     if name == "identity":
         return d
     if name == "tanh":
-        return d * (1 - out * out)
+        return tanh_grad(d, out)
     if name == "sigmoid":
-        return d * out * (1 - out)
+        return sigmoid_grad(d, out)
     if name == "relu":
         return d * (pre > 0)
     return out * (d - (d * out).sum(-1, keepdim=True))  # softmax

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import Cell, LSTMState
+from .base import Cell, LSTMState, sigmoid_grad, tanh_grad
 
 
 class LSTMCell(Cell):
@@ -71,11 +71,11 @@ class LSTMCell(Cell):
         H = self.hidden_size
         i, f, g, o = s[:, :H], s[:, H : 2 * H], s[:, 2 * H : 3 * H], s[:, 3 * H :]
         dh = d.h + dy
-        dc = torch.addcmul(d.c, dh * o, 1 - tc * tc)
+        dc = tanh_grad(dh * o, tc).add_(d.c)
         di, df, dg, do = dz[:, :H], dz[:, H : 2 * H], dz[:, 2 * H : 3 * H], dz[:, 3 * H :]
         torch.mul(dc, g, out=di)
         torch.mul(dc, c_prev, out=df)
         torch.mul(dh, tc, out=do)
-        dz.mul_(s - s * s)  # σ' for all four blocks; the g block is overwritten next
-        torch.mul(dc, i, out=dg).mul_(1 - g * g)
+        sigmoid_grad(dz, s, out=dz)  # σ' for all four blocks in one kernel; the g block is overwritten next
+        tanh_grad(torch.mul(dc, i, out=dg), g, out=dg)
         return LSTMState(None, dc * f), None
