@@ -243,6 +243,8 @@ class Trainer:
                                tokens_per_s=tokens / elapsed, time=time.time())  # fmt: skip
                     for cb in self.callbacks:
                         cb.on_step(self, rec)
+                    if cfg.time_budget:  # the bar's end is where the clock will stop the run
+                        bar.total = min(self.total_steps, max(self.step, round(self.step / self.time_spent())))
                     bar.update(1)
                     bar.set_postfix(loss=f"{rec['loss']:.3f}", tok_s=f"{rec['tokens_per_s']:,.0f}",
                                     valid=f"{self.best_valid:.3f}")  # fmt: skip
