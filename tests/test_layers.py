@@ -123,6 +123,21 @@ def test_auto_picks_fused_where_torch_has_a_kernel():
     assert jordan.last_backend == "bptt"
 
 
+def test_auto_runs_single_lstm_steps_on_the_reference_backend_with_the_same_numbers():
+    lstm = unrolled.LSTM(I, H, num_layers=2).double()
+    x, state = torch.randn(B, 1, I, dtype=torch.float64), lstm.init_state(B, dtype=torch.float64)
+    y, s = lstm(x, state)
+    assert lstm.last_backend == "reference"
+    y_fused, s_fused = lstm(x, state, backend="fused")
+    assert_close(y, y_fused, 1e-10)
+    assert_close(s.c, s_fused.c, 1e-10)
+    lstm(torch.randn(B, 2, I, dtype=torch.float64))
+    assert lstm.last_backend == "fused"
+    gru = unrolled.GRU(I, H)
+    gru(torch.randn(B, 1, I))
+    assert gru.last_backend == "fused"
+
+
 def test_dropout_between_layers_only():
     layer = unrolled.LSTM(I, H, num_layers=2, dropout=0.5).double()
     xs = torch.randn(B, T, I, dtype=torch.double)

@@ -77,6 +77,8 @@ class RecurrentLayer(nn.Module):
     cell_class: type[Cell]
     state_class: type = RNNState
     fused_kernel: str | None = None
+    # what "auto" runs for a single time step on the CPU (sampling, decoders), where measured faster
+    step_backend: str | None = None
 
     def __init__(
         self,
@@ -140,9 +142,12 @@ class RecurrentLayer(nn.Module):
         ]
         return self.state_class(*fields)
 
-    def choose_backend(self, backend: str) -> str:
-        """The backend that will run: `backend` itself, or for "auto" the first that supports this layer."""
+    def choose_backend(self, backend: str, cpu_step: bool = False) -> str:
+        """The backend that will run: `backend` itself, or for "auto" the first that supports this layer
+        (for one time step on the CPU, `cpu_step`, the layer's `step_backend` if it has one)."""
         if backend == "auto":
+            if cpu_step and self.step_backend:
+                return self.step_backend
             return next(b for b in AUTO_ORDER if BACKENDS[b][0](self) is None)
         if backend not in BACKENDS:
             raise UnrolledError(f"unknown backend {backend!r}; choose one of auto, {', '.join(BACKENDS)}")
@@ -168,7 +173,7 @@ class RecurrentLayer(nn.Module):
         """
         B, T = check_sequence(xs, self.input_size)
         lengths = check_lengths(lengths, B, T, xs.device)
-        name = self.choose_backend(backend)
+        name = self.choose_backend(backend, cpu_step=T == 1 and xs.device.type == "cpu")
         hx = list(self.init_state(B, xs.device, xs.dtype)) if state is None else self._coerce_state(state, B, xs.dtype)
         self.last_backend = name
         ys, hx = BACKENDS[name][1](self, xs, hx, lengths)
@@ -227,6 +232,9 @@ class LSTM(RecurrentLayer):
     cell_class = LSTMCell
     state_class = LSTMState
     fused_kernel = "lstm"
+    # torch.nn.LSTM's fused kernel costs 2.5x the reference's time for a single step here (the
+    # `generate` rows of docs/benchmarks.md); for Elman and GRU the fused kernel stays faster
+    step_backend = "reference"
 
 
 class GRU(RecurrentLayer):
