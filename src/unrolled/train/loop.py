@@ -26,17 +26,8 @@ from .config import TrainConfig
 from .optim import clip_gradients, make_optimizer, make_scheduler
 
 # Fields of TrainConfig that a resumed run may change; any other difference is refused.
-RESUMABLE = {
-    "steps",
-    "time_budget",
-    "epochs",
-    "eval_every",
-    "eval_windows",
-    "ckpt_every",
-    "early_stop",
-    "device",
-    "threads",
-}
+RESUMABLE = {"steps", "time_budget", "epochs", "eval_every", "eval_windows", "ckpt_every", "early_stop", "device",
+             "threads"}  # fmt: skip
 
 
 class TrainingDiverged(UnrolledError):
