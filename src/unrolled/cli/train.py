@@ -76,13 +76,12 @@ def run(task, args: argparse.Namespace) -> int:
         f"step {summary['step']}: {task.describe(m)} (best loss {summary['best_valid']:.4f}); "
         f"{summary['wall_seconds']:.0f} s, {summary['tokens_per_s']:,.0f} tokens/s; checkpoints in {out}"
     )
-    if summary["stopped"] != "interrupted":
-        figures = task.result_metrics(summary) + test_figures(task, out)
-        if args.results:
-            record_results(args.results, task, cfg, args, summary, figures)
     if summary["stopped"] == "interrupted":
         print(f"interrupted: checkpoint saved; continue with --resume --out {out}", file=sys.stderr)
         return 130
+    figures = task.result_metrics(summary) + test_figures(task, out)
+    if args.results:
+        record_results(args.results, task, cfg, args, summary, figures)
     return 0
 
 
