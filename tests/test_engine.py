@@ -134,13 +134,14 @@ def test_engine_skips_gradients_nobody_needs_and_the_others_are_unchanged(name):
 
 @pytest.mark.parametrize("name", ["elman", "jordan", "lstm", "gru"])
 def test_engine_on_onednn_packed_weights_matches_reference_in_float32(name, monkeypatch):
-    """The packed per-step GEMMs run only for large weights; force them on a small layer and compare."""
+    """oneDNN's GEMMs run only for large products; force them on a small layer and compare."""
     from unrolled import linear
 
     if not linear._onednn():
         pytest.skip("this torch build has no oneDNN linear")
     monkeypatch.setattr(linear, "PACK_MIN_NUMEL", 0)
     monkeypatch.setattr(linear, "PACK_MIN_USES", 1)
+    monkeypatch.setattr(linear, "BIG_MIN_MACS", 0)  # and the one-shot GEMMs over all steps
     assert linear.PackedLinear(torch.ones(3, 2), 4, 1).packed is not None
     torch.manual_seed(0)
     layer = LAYERS[name](3, 8, num_layers=2, bidirectional=True)
@@ -155,3 +156,20 @@ def test_engine_on_onednn_packed_weights_matches_reference_in_float32(name, monk
         results[backend] = [ys, *state, xs.grad, *[p.grad for p in layer.parameters()]]
     for i, (got, want) in enumerate(zip(results["bptt"], results["reference"])):
         assert_close(got, want, 1e-5, f"tensor {i}")
+
+
+def test_onednn_one_shot_products_match_float64(monkeypatch):
+    """`linear` and `weight_grads` on oneDNN (forced) against the float64 products, transposed views included."""
+    from unrolled import linear
+
+    if not linear._onednn():
+        pytest.skip("this torch build has no oneDNN linear")
+    monkeypatch.setattr(linear, "BIG_MIN_MACS", 0)
+    torch.manual_seed(0)
+    x, w, b, d = torch.randn(50, 7), torch.randn(9, 7), torch.randn(9), torch.randn(50, 9)
+    x64, w64, d64 = x.double(), w.double(), d.double()
+    assert_close(linear.linear(x, w, b).double(), x64 @ w64.T + b.double(), 1e-5, "x Wᵀ + b")
+    assert_close(linear.linear(d, w.T).double(), d64 @ w64, 1e-5, "d W (a transposed weight)")
+    g_x, g_d = linear.weight_grads(d, x, d[:, ::2])
+    assert_close(g_x.double(), d64.T @ x64, 1e-5, "dᵀ x")
+    assert_close(g_d.double(), d64.T @ d64[:, ::2], 1e-5, "dᵀ d[:, ::2] (a strided x)")

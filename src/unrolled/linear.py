@@ -1,4 +1,10 @@
-"""A linear map applied at every time step, with its weight packed once for oneDNN when that pays."""
+"""Matrix products through oneDNN where that pays: a linear map applied at every time step, with its weight
+packed once; and the engine's large one-shot GEMMs over all time steps.
+
+Why: on this project's AMD processor MKL's fp32 GEMM runs at about half the speed of oneDNN's (MKL takes
+its slower code path on non-Intel processors), and torch.nn's fused LSTM kernel is oneDNN throughout.
+The thresholds below come from `benchmarks/gemm.py` (docs/benchmarks.md).
+"""
 
 from __future__ import annotations
 
@@ -44,3 +50,26 @@ class PackedLinear:
         if acc is None:
             return torch.ops.mkldnn._linear_pointwise(x, self.packed, bias, "none", [], "")
         return torch.ops.mkldnn._linear_pointwise.binary(x, acc, self.packed, bias, "add")
+
+
+# one-shot products: oneDNN pays from about this many multiply-adds up (docs/benchmarks.md, "GEMMs")
+BIG_MIN_MACS = 2**25
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """x Wᵀ + b for a 2-D x of many rows (all time steps at once), one GEMM."""
+    if x.shape[0] * weight.numel() >= BIG_MIN_MACS and _onednn_usable(x):
+        packed = torch.ops.mkldnn._reorder_linear_weight(weight, x.shape[0])
+        return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+    return F.linear(x, weight, bias)
+
+
+def weight_grads(d: Tensor, *xs: Tensor) -> list[Tensor]:
+    """[dᵀ x for x in xs]: Σ_n d_nᵀ x_n, the gradient of W in y = x Wᵀ from the rows of d = ∂L/∂y and x, one
+    GEMM each; weights that share d share its conversion for oneDNN too."""
+    if not (xs and d.shape[0] * d.shape[1] * xs[0].shape[1] >= BIG_MIN_MACS and _onednn_usable(d)):
+        return [d.T @ x for x in xs]
+    op = torch.ops.aten.mkldnn_linear_backward_weights
+    dm = d.contiguous().to_mkldnn()
+    # oneDNN reads only the size and type of its `weight` argument
+    return [op(dm, x.contiguous().to_mkldnn(), x.new_empty(1).expand(d.shape[1], x.shape[1]), False)[0] for x in xs]

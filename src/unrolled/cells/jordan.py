@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..linear import PackedLinear
+from ..linear import PackedLinear, weight_grads
 from .base import Cell, activation, sigmoid_grad, tanh_grad
 
 HIDDEN_ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")
@@ -88,7 +88,7 @@ class JordanCell(Cell):
         """Gradients of the output weights, each one GEMM over all steps: Σ_t do_tᵀ h_t and Σ_t do_t."""
         do = torch.cat([e[0] for e in extras])  # (T*B, O)
         h = torch.cat([e[1] for e in extras])  # (T*B, H)
-        grads = {"weight_hy": do.T @ h}
+        grads = {"weight_hy": weight_grads(do, h)[0]}
         if self.bias_y is not None:
             grads["bias_y"] = do.sum(0)
         return grads

@@ -22,11 +22,10 @@ extra cost, as a (T,) tensor appended to the list given.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..cells.base import Cell
-from ..linear import PackedLinear
+from ..linear import PackedLinear, linear, weight_grads
 from ..unroll import prepare, reverse_padded, where_state
 
 
@@ -43,6 +42,16 @@ def _rec_input(state) -> Tensor:
     return state if isinstance(state, Tensor) else state[0]
 
 
+def _sum_over_time(d: Tensor, items: list) -> dict[str, Tensor]:
+    """{name: Σ_t d_tᵀ x_t} for (name, x_0, x_1..T-1) in items, d (T, B, G): one GEMM per weight over steps
+    1..T-1 (d's conversion for oneDNN shared), then step 0 added apart, so that r_0 = h_0, which is not
+    in Y, needs no copy of Y."""
+    if not items:
+        return {}
+    rest = weight_grads(d[1:].flatten(0, 1), *[x.flatten(0, 1) for _, _, x in items])
+    return {name: g.addmm_(d[0].T, x0) for (name, x0, _), g in zip(items, rest)}
+
+
 class _BPTT(torch.autograd.Function):
     @staticmethod
     def forward(ctx, cell, names, masks, record, n_state, xs, *tensors):
@@ -54,8 +63,8 @@ class _BPTT(torch.autograd.Function):
         b_in, b_rec = w.get(c.in_bias), w.get(c.rec_bias) if c.rec_bias else None
         if c.additive and b_rec is not None:  # the cell sees only xp + rp: add b_rec once, not T times
             b_in, b_rec = (b_rec if b_in is None else b_in + b_rec), None
-        XP = F.linear(X, w["weight_ih"], b_in)  # (T, B, G), one GEMM
         T, B = X.shape[:2]
+        XP = linear(X.flatten(0, 1), w["weight_ih"], b_in).view(T, B, -1)  # (T, B, G), one GEMM
         rec = PackedLinear(w[c.rec_weight], B, T)
         Y = X.new_empty(T, B, c.output_size)  # each step writes y_t into Y[t]
         state, saved, rec_inputs = state0, [], []
@@ -116,25 +125,25 @@ class _BPTT(torch.autograd.Function):
                 dh = back(dRP[t], acc=direct[0])
                 d_prev = type(ctx.state0)(dh, *[torch.zeros_like(dh) if p is None else p for p in direct[1:]])
             d_state = d_prev if masks is None else where_state(masks[t], d_prev, d_state)
-        flat_xp, flat_rp = dXP.flatten(0, 1), dRP.flatten(0, 1)
         needed = dict(zip(ctx.names, ctx.needs_input_grad[6 + ctx.n_state :]))  # frozen weights: no GEMM
+        r = (_rec_input(ctx.state0), Y[:-1]) if R is None else (R[0], R[1:])  # r_{t-1}: step 0, steps 1..T-1
+        ih = [("weight_ih", X[0], X[1:])] if needed["weight_ih"] else []
+        rec = [(c.rec_weight, *r)] if needed[c.rec_weight] else []
         grads = {}
-        if needed["weight_ih"]:
-            grads["weight_ih"] = flat_xp.T @ X.flatten(0, 1)
-        if needed[c.rec_weight] and R is None:  # Σ_t ∂rp_tᵀ r_{t-1}, r_0 = h_0, r_t = y_{t-1}: no copy of them
-            grads[c.rec_weight] = dRP[1:].flatten(0, 1).T @ Y[:-1].flatten(0, 1)
-            grads[c.rec_weight].addmm_(dRP[0].T, _rec_input(ctx.state0))
-        elif needed[c.rec_weight]:
-            grads[c.rec_weight] = flat_rp.T @ R.flatten(0, 1)
+        for d, items in [(dXP, ih + rec)] if c.additive else [(dXP, ih), (dRP, rec)]:
+            grads.update(_sum_over_time(d, items))
+        flat_xp = dXP.flatten(0, 1)
         if c.in_bias in w:
             grads[c.in_bias] = flat_xp.sum(0)
         if c.rec_bias and c.rec_bias in w:
-            grads[c.rec_bias] = grads[c.in_bias].clone() if c.additive and c.in_bias in w else flat_rp.sum(0)
+            grads[c.rec_bias] = grads[c.in_bias].clone() if c.additive and c.in_bias in w else dRP.sum((0, 1))
         if extras:
             grads.update(c.extra_grads(extras))
         if norms is not None:
             ctx.record.append(norms)
-        dxs = (dXP @ w["weight_ih"]).transpose(0, 1) if ctx.needs_input_grad[5] else None  # (B, T, F)
+        dxs = None
+        if ctx.needs_input_grad[5]:  # ∂X = ∂XP W_ih, back to (B, T, F)
+            dxs = linear(flat_xp, w["weight_ih"].T).view(T, B, -1).transpose(0, 1)
         return (None, None, None, None, None, dxs, *_parts(d_state), *[grads.get(n) for n in ctx.names])
 
 
