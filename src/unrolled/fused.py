@@ -21,6 +21,10 @@ KERNELS = {
 }
 
 
+# the kernels' names for torch.backends.cudnn.rnn.get_cudnn_mode
+CUDNN_MODES = {"rnn_relu": "RNN_RELU", "rnn_tanh": "RNN_TANH", "lstm": "LSTM", "gru": "GRU"}
+
+
 def unsupported(layer) -> str | None:
     """Why the fused backend cannot run `layer`, or None when it can."""
     if layer.fused_kernel not in KERNELS:
@@ -30,6 +34,8 @@ def unsupported(layer) -> str | None:
 
 def run(layer, xs: Tensor, hx: list[Tensor], lengths: Tensor | None) -> tuple[Tensor, list[Tensor]]:
     """Run the whole stack; `hx` and the returned state are torch.nn's [h] or [h, c]."""
+    if xs.is_cuda:
+        layer.flatten_parameters()
     weights = layer.flat_weights()
     if not (layer.variational and layer.training and layer.dropout and layer.num_layers > 1):
         return _kernel(layer, xs, hx, weights, layer.num_layers, layer.dropout, lengths)

@@ -129,6 +129,29 @@ class RecurrentLayer(nn.Module):
         """All weights in torch.nn's `_flat_weights` order (through any parametrization)."""
         return [getattr(self, full) for _, names in self._cells for _, full in names]
 
+    def flatten_parameters(self) -> None:
+        """On CUDA, lay the weights out in one buffer the way cuDNN wants them, as torch.nn does, so that the
+        fused kernel does not copy them all at every call; the parameters stay the same objects. Nothing
+        happens elsewhere, for weights already so laid out, or under a parametrization (weight-drop)."""
+        w = self.flat_weights()
+        mode = fused.CUDNN_MODES.get(self.fused_kernel)
+        if (
+            mode is None
+            or not w[0].is_cuda
+            or not torch.backends.cudnn.is_acceptable(w[0])
+            or not torch._use_cudnn_rnn_flatten_weight()
+            or any(type(p) is not nn.Parameter or p.dtype != w[0].dtype for p in w)
+            or len({p.untyped_storage().data_ptr() for p in w}) == 1  # already one buffer
+        ):
+            return
+        from torch.backends.cudnn import rnn
+
+        with torch.cuda.device_of(w[0]), torch.no_grad():  # in place: each parameter becomes a view of the buffer
+            torch._cudnn_rnn_flatten_weight(
+                w, 4 if self.bias else 2, self.input_size, rnn.get_cudnn_mode(mode), self.hidden_size, 0,
+                self.num_layers, True, self.bidirectional,
+            )  # fmt: skip
+
     def cell_state(self, parts: list[Tensor]):
         """A cell's state from the per-field slices of the layer's state."""
         return parts[0] if self.state_class is RNNState else self.state_class(*parts)

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The checks that need a GPU, in one run (the `device` machine: python3 there has CUDA torch, pytest,
+# tqdm, matplotlib, safetensors). Writes under $OUT (default ./cuda-check): pytest log, bench JSON/markdown,
+# a short character-model run on CUDA and a sample from it.
+#   bash benchmarks/cuda_check.sh
+set -uo pipefail
+OUT=${OUT:-cuda-check}; mkdir -p "$OUT"
+export PYTHONPATH=$PWD/src
+PY=${PY:-python3}
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+$PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())" | tee -a "$OUT/gpu.txt"
+$PY -m pytest -q -p no:cacheprovider --tb=short tests/test_cuda.py tests/test_engine.py tests/test_layers.py 2>&1 | grep -v "^tests.*::" | tail -40 | tee "$OUT/pytest.txt"
+[ -n "${SKIP_TRAIN:-}" ] || $PY -m unrolled train charlm --preset tiny --device cuda --steps 300 --out "$OUT/run" --quiet 2>&1 | tail -8 | tee "$OUT/train.txt"
+[ -n "${SKIP_TRAIN:-}" ] || $PY -m unrolled sample "$OUT/run" --length 200 --temperature 0.8 2>&1 | tail -5 | tee -a "$OUT/train.txt"
+rm -rf "$OUT/run"
+$PY -m unrolled bench --quick --device cuda ${BENCH_ARGS:-} --json "$OUT/bench.json" --markdown "$OUT/bench.md" 2>&1 | tail -3
+cat "$OUT/bench.md"
