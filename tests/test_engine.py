@@ -139,7 +139,7 @@ def test_engine_on_onednn_packed_weights_matches_reference_in_float32(name, monk
 
     if not linear._onednn():
         pytest.skip("this torch build has no oneDNN linear")
-    monkeypatch.setattr(linear, "PACK_MIN_NUMEL", 0)
+    monkeypatch.setattr(linear, "PACK_MIN_MACS", 0)
     monkeypatch.setattr(linear, "PACK_MIN_USES", 1)
     monkeypatch.setattr(linear, "BIG_MIN_MACS", 0)  # and the one-shot GEMMs over all steps
     assert linear.PackedLinear(torch.ones(3, 2), 4, 1).packed is not None

@@ -17,8 +17,7 @@ from torch import Tensor
 
 @functools.cache
 def _onednn() -> bool:
-    """Whether this build has oneDNN's linear with a pre-packed weight (about 1.8× MKL's speed for the
-    small per-step GEMMs on this project's CPU, PERF-NOTES.md)."""
+    """Whether this build has oneDNN's linear with a pre-packed weight."""
     try:
         packed = torch.ops.mkldnn._reorder_linear_weight(torch.ones(2, 2), 1)
         return bool(torch.ops.mkldnn._linear_pointwise(torch.ones(1, 2), packed, None, "none", [], "").sum() == 4)
@@ -30,9 +29,9 @@ def _onednn_usable(x: Tensor) -> bool:
     return x.device.type == "cpu" and x.dtype == torch.float32 and _onednn()
 
 
-# Packing pays only for weights this large, used this often: below them MKL's plain GEMM was as fast
-# or faster here (docs/benchmarks.md: the `small` size, H = 128, and batch-1 generation).
-PACK_MIN_NUMEL, PACK_MIN_USES = 2**17, 8
+# Packing pays from about this many multiply-adds per product (batch × weight elements) and this many
+# uses up; below, MKL's plain GEMM was as fast or faster here (e.g. batch 64 × 128 × 128, and batch 1).
+PACK_MIN_MACS, PACK_MIN_USES = 2**21, 8
 
 
 class PackedLinear:
@@ -41,7 +40,7 @@ class PackedLinear:
 
     def __init__(self, weight: Tensor, batch_size: int, uses: int):
         self.weight = weight
-        worth = weight.numel() >= PACK_MIN_NUMEL and uses >= PACK_MIN_USES and _onednn_usable(weight)
+        worth = batch_size * weight.numel() >= PACK_MIN_MACS and uses >= PACK_MIN_USES and _onednn_usable(weight)
         self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), batch_size) if worth else None
 
     def __call__(self, x: Tensor, bias: Tensor | None = None, acc: Tensor | None = None) -> Tensor:

@@ -56,6 +56,17 @@ def tanh_via_sigmoid(a: Tensor, out: Tensor | None = None) -> Tensor:
     return torch.mul(a, 2, out=out).sigmoid_().mul_(2).sub_(1)
 
 
+def activation_into(name: str, a: Tensor, out: Tensor) -> Tensor:
+    """The activation `name` of `a`, written into `out` (which may be `a`): the engine's fast forms."""
+    if name == "tanh":
+        return tanh_via_sigmoid(a, out=out)
+    if name == "sigmoid":
+        return torch.sigmoid(a, out=out)
+    if name == "relu":
+        return torch.clamp(a, min=0, out=out)
+    return out.copy_(ACTIVATIONS[name](a))
+
+
 def tanh_grad(d: Tensor, y: Tensor, out: Tensor | None = None) -> Tensor:
     """d ⊙ (1 − y²): back through y = tanh(a), from the output y, in one kernel (autograd's own op)."""
     op = torch.ops.aten.tanh_backward

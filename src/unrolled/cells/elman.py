@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import Cell, activation, tanh_grad
+from .base import Cell, activation, activation_into, tanh_grad
 
 
 class ElmanCell(Cell):
@@ -51,7 +51,7 @@ class ElmanCell(Cell):
     rec_weight, rec_bias, in_bias, additive = "weight_hh", "bias_hh", "bias_ih", True
 
     def step(self, z: Tensor, h: Tensor, y: Tensor):
-        y.copy_(self.act(z))
+        activation_into(self.nonlinearity, z, y)
         return y, y  # new state h_t = y_t, saved for backward
 
     def step_backward(self, h: Tensor, dh: Tensor, dy: Tensor, dz: Tensor):

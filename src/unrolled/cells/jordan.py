@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..linear import PackedLinear, weight_grads
-from .base import Cell, activation, sigmoid_grad, tanh_grad
+from .base import Cell, activation, activation_into, sigmoid_grad, tanh_grad
 
 HIDDEN_ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")
 OUTPUT_ACTIVATIONS = ("identity", "tanh", "sigmoid", "softmax")
@@ -66,22 +66,16 @@ class JordanCell(Cell):
         self.out_back = PackedLinear(self.weight_hy.T, batch_size, steps)
 
     def step(self, a: Tensor, y_prev: Tensor, y: Tensor):
-        h = self.hidden_act(a)
-        y.copy_(self.output_act(self.out(h, self.bias_y)))
-        # saved: a only where σ_h' needs it (ReLU), y only where σ_y' does (not the identity)
-        return y, (
-            a if self.hidden_activation == "relu" else None,
-            h,
-            None if self.output_activation == "identity" else y,
-        )
+        h = activation_into(self.hidden_activation, a, a)  # in place: a is the step's own
+        activation_into(self.output_activation, self.out(h, self.bias_y), y)
+        return y, (h, None if self.output_activation == "identity" else y)  # y only where σ_y' needs it
 
     def step_backward(self, saved, dstate: Tensor, dy: Tensor, da: Tensor):
         """∂L/∂y_t → through σ_y to the output pre-activation o, through W_hy to h, through σ_h to a.
         The fed-back y_{t-1} reaches the step only through W_yh, so there is no direct term."""
-        a, h, y = saved
-        d = dstate + dy
-        do = _act_backward(self.output_activation, d, y, None)
-        da.copy_(_act_backward(self.hidden_activation, self.out_back(do), h, a))
+        h, y = saved
+        do = _act_backward(self.output_activation, dstate + dy, y)
+        da.copy_(_act_backward(self.hidden_activation, self.out_back(do), h))
         return None, (do, h)
 
     def extra_grads(self, extras: list) -> dict[str, Tensor]:
@@ -100,8 +94,8 @@ class JordanCell(Cell):
         )
 
 
-def _act_backward(name: str, d: Tensor, out: Tensor, pre: Tensor | None) -> Tensor:
-    """Vector–Jacobian product of an activation, from its output (and, for ReLU, its input)."""
+def _act_backward(name: str, d: Tensor, out: Tensor) -> Tensor:
+    """Vector–Jacobian product of an activation, from its output alone (for ReLU, out > 0 iff its input > 0)."""
     if name == "identity":
         return d
     if name == "tanh":
@@ -109,5 +103,5 @@ def _act_backward(name: str, d: Tensor, out: Tensor, pre: Tensor | None) -> Tens
     if name == "sigmoid":
         return sigmoid_grad(d, out)
     if name == "relu":
-        return d * (pre > 0)
+        return d * (out > 0)
     return out * (d - (d * out).sum(-1, keepdim=True))  # softmax

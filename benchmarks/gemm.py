@@ -1,0 +1,61 @@
+"""MKL (torch's default fp32 GEMM on CPU) against oneDNN with a packed weight, for the products the BPTT
+engine runs: per-step recurrent products (batch × hidden × gates) and one-shot products over all steps.
+The thresholds in src/unrolled/linear.py come from this table; rerun it on another processor (MKL is
+fast on Intel's) and move them if the crossover moves.
+
+    .venv/bin/python benchmarks/gemm.py            # about 30 s
+"""
+
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+LP, REORDER = torch.ops.mkldnn._linear_pointwise, torch.ops.mkldnn._reorder_linear_weight
+BACKWARD_WEIGHTS = torch.ops.aten.mkldnn_linear_backward_weights
+
+
+def median_us(fn, seconds=0.3):
+    fn()
+    times, end = [], time.perf_counter() + seconds
+    while time.perf_counter() < end or len(times) < 5:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1e6 * statistics.median(times)
+
+
+def row(label, shape, mkl_fn, dnn_fn):
+    mkl, dnn = median_us(mkl_fn), median_us(dnn_fn)
+    print(f"| {label} | {' × '.join(map(str, shape))} | {mkl:.1f} | {dnn:.1f} | {mkl / dnn:.2f} |")
+
+
+def per_step(b, i, o):
+    x, w = torch.randn(b, i), torch.randn(o, i)
+    packed = REORDER(w, b)
+    row("per step, x Wᵀ (weight packed once)", (b, i, o), lambda: F.linear(x, w),
+        lambda: LP(x, packed, None, "none", [], ""))  # fmt: skip
+
+
+def all_steps(n, i, o):
+    x, w, d = torch.randn(n, i), torch.randn(o, i), torch.randn(n, o)
+    row("all steps, X Wᵀ (packed per call)", (n, i, o), lambda: F.linear(x, w),
+        lambda: LP(x, REORDER(w, n), None, "none", [], ""))  # fmt: skip
+    row("all steps, weight gradient Dᵀ X", (n, i, o), lambda: d.T @ x,
+        lambda: BACKWARD_WEIGHTS(d.to_mkldnn(), x.to_mkldnn(), w, False))  # fmt: skip
+
+
+def main():
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    print("| product | rows × in × out | MKL µs | oneDNN µs | MKL / oneDNN |")
+    print("|---|---|---:|---:|---:|")
+    for shape in [(1, 128, 512), (1, 512, 512), (1, 512, 2048), (64, 128, 128), (64, 128, 384), (64, 128, 512),
+                  (20, 200, 800), (32, 512, 512), (32, 512, 2048)]:  # fmt: skip
+        per_step(*shape)
+    for shape in [(640, 128, 512), (3200, 128, 384), (3200, 128, 512), (3200, 512, 512), (3200, 512, 2048)]:
+        all_steps(*shape)
+
+
+if __name__ == "__main__":
+    main()
