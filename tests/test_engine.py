@@ -100,7 +100,9 @@ def test_layer_records_norms_per_layer_and_direction():
     assert forward_top.shape == (5,) and forward_top[-1] > 0
 
 
-@pytest.mark.parametrize("name", ["elman", "jordan", "lstm", "gru"])
+# Not Jordan: its one-GEMM gradients need (T, B, ·) buffers of ∂L/∂a and ∂L/∂o that autograd's step-by-step
+# backward does without, and the layer saves nothing large enough to trade them for (docs/benchmarks.md).
+@pytest.mark.parametrize("name", ["elman", "lstm", "gru"])
 def test_bptt_peak_memory_is_not_more_than_reference(name):
     """The high-water mark of tensor memory over forward + backward, read as `unrolled bench` reads it."""
     torch.manual_seed(0)
@@ -113,6 +115,19 @@ def test_bptt_peak_memory_is_not_more_than_reference(name):
 
     peak = {b: peak_memory_mb(lambda b=b: step(b), torch.device("cpu")) for b in ("reference", "bptt")}
     assert peak["bptt"] <= peak["reference"], peak
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "jordan"])
+def test_a_second_backward_through_the_same_pass_gives_the_same_gradients(kind):
+    """The backward uses up what the forward saved; going back again (retain_graph=True) recomputes it."""
+    cell = CELLS[kind]().double()
+    xs = torch.randn(3, 6, 3, dtype=torch.double, requires_grad=True)
+    ys, _ = unroll_bptt(cell, xs, lengths=torch.tensor([6, 2, 4]))
+    loss = (torch.linspace(-1, 1, ys.numel(), dtype=ys.dtype).view_as(ys) * ys).sum()
+    first = torch.autograd.grad(loss, [xs, *cell.parameters()], retain_graph=True)
+    second = torch.autograd.grad(loss, [xs, *cell.parameters()])
+    for a, b in zip(first, second):
+        assert_close(b, a, 1e-12)
 
 
 @pytest.mark.parametrize("name", ["jordan", "lstm", "gru"])
@@ -142,6 +157,7 @@ def test_engine_on_onednn_packed_weights_matches_reference_in_float32(name, monk
     monkeypatch.setattr(linear, "PACK_MIN_MACS", 0)
     monkeypatch.setattr(linear, "PACK_MIN_USES", 1)
     monkeypatch.setattr(linear, "BIG_MIN_MACS", 0)  # and the one-shot GEMMs over all steps
+    monkeypatch.setattr(linear, "GRAD_MIN_MACS", 0)
     assert linear.PackedLinear(torch.ones(3, 2), 4, 1).packed is not None
     torch.manual_seed(0)
     layer = LAYERS[name](3, 8, num_layers=2, bidirectional=True)
@@ -165,6 +181,8 @@ def test_onednn_one_shot_products_match_float64(monkeypatch):
     if not linear._onednn():
         pytest.skip("this torch build has no oneDNN linear")
     monkeypatch.setattr(linear, "BIG_MIN_MACS", 0)
+    monkeypatch.setattr(linear, "GRAD_MIN_MACS", 0)
+    monkeypatch.setattr(linear, "GRAD_CHUNK", 64)  # rows in chunks of 7: the sums over chunks too
     torch.manual_seed(0)
     x, w, b, d = torch.randn(50, 7), torch.randn(9, 7), torch.randn(9), torch.randn(50, 9)
     x64, w64, d64 = x.double(), w.double(), d.double()

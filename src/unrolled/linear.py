@@ -43,6 +43,10 @@ class PackedLinear:
         worth = batch_size * weight.numel() >= PACK_MIN_MACS and uses >= PACK_MIN_USES and _onednn_usable(weight)
         self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), batch_size) if worth else None
 
+    def add_into(self, x: Tensor, out: Tensor) -> Tensor:
+        """out += x Wᵀ, in place; returns out."""
+        return out.addmm_(x, self.weight.T) if self.packed is None else out.add_(self(x))
+
     def __call__(self, x: Tensor, bias: Tensor | None = None, acc: Tensor | None = None) -> Tensor:
         if self.packed is None:
             return F.linear(x, self.weight, bias) if acc is None else torch.addmm(acc, x, self.weight.T)
@@ -52,7 +56,10 @@ class PackedLinear:
 
 
 # one-shot products: oneDNN pays from about this many multiply-adds up (docs/benchmarks.md, "GEMMs")
-BIG_MIN_MACS = 2**25
+# (for a weight gradient, whose oneDNN path copies its operands in chunks of GRAD_CHUNK elements of d,
+# from GRAD_MIN_MACS: below, at the small benchmark size, MKL was about as fast and the copies cost more
+# memory than the whole reference backend saves)
+BIG_MIN_MACS, GRAD_MIN_MACS, GRAD_CHUNK = 2**25, 2**29, 2**19
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -65,10 +72,20 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 
 def weight_grads(d: Tensor, *xs: Tensor) -> list[Tensor]:
     """[dᵀ x for x in xs]: Σ_n d_nᵀ x_n, the gradient of W in y = x Wᵀ from the rows of d = ∂L/∂y and x, one
-    GEMM each; weights that share d share its conversion for oneDNN too."""
-    if not (xs and d.shape[0] * d.shape[1] * xs[0].shape[1] >= BIG_MIN_MACS and _onednn_usable(d)):
+    GEMM each. On oneDNN, rows go in chunks of about GRAD_CHUNK elements of d, each converted to oneDNN's
+    layout once for all xs: the copy stays small (no more peak memory than MKL's path) and the speed
+    the same (benchmarks/gemm.py)."""
+    if not (xs and d.shape[0] * d.shape[1] * xs[0].shape[1] >= GRAD_MIN_MACS and _onednn_usable(d)):
         return [d.T @ x for x in xs]
     op = torch.ops.aten.mkldnn_linear_backward_weights
-    dm = d.contiguous().to_mkldnn()
-    # oneDNN reads only the size and type of its `weight` argument
-    return [op(dm, x.contiguous().to_mkldnn(), x.new_empty(1).expand(d.shape[1], x.shape[1]), False)[0] for x in xs]
+    rows = max(1, GRAD_CHUNK // d.shape[1])
+    sums = [None] * len(xs)
+    for i in range(0, d.shape[0], rows):
+        dm = d[i : i + rows].contiguous().to_mkldnn()
+        for k, x in enumerate(xs):
+            # oneDNN reads only the size and type of its `weight` argument
+            g = op(dm, x[i : i + rows].contiguous().to_mkldnn(), x.new_empty(1).expand(d.shape[1], x.shape[1]), False)[
+                0
+            ]
+            sums[k] = g if sums[k] is None else sums[k].add_(g)
+    return sums

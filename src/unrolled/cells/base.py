@@ -94,11 +94,14 @@ class Cell(nn.Module):
     output_size: int
     # The BPTT engine's view (engine/bptt.py). An additive cell's step sees only z = xp + rp, the input
     # and recurrent projections summed: `step(z, state, y_out) -> (new_state, saved)` writes y_t into
-    # y_out, and `step_backward(saved, d_state, dy, dz_out) -> (direct d_state_{t-1}, extra)` writes
+    # y_out, and `step_backward(saved, d_state, dy, dz_out) -> direct part of d_state_{t-1}` writes
     # ∂L/∂z. Otherwise it sees both: `step(xp, rp, state, y_out)`, `step_backward(..., dxp_out, drp_out)`.
-    # z (or rp) is the step's own scratch: it may overwrite it.
+    # z (xp and rp) is the step's own scratch: it may overwrite it. A cell that saves views of z (its gates)
+    # says so with `saves_z`; then dz_out is z's own memory, and step_backward must read what it saved
+    # there before writing dz_out.
     # When new_state's first field is y_out itself, the engine keeps no separate copy of it.
     additive: bool = False
+    saves_z: bool = False
 
     def _param(self, *shape: int, device=None, dtype=None) -> nn.Parameter:
         return nn.Parameter(torch.empty(*shape, device=device, dtype=dtype))
@@ -125,6 +128,10 @@ class Cell(nn.Module):
 
     def engine_setup(self, batch_size: int, steps: int) -> None:
         """Called by the BPTT engine on its bound copy once per pass, before the first step."""
+
+    def extra_grads(self) -> dict[str, Tensor]:
+        """Gradients of weights outside the engine's view (W_ih, W_rec, biases), after the last step_backward."""
+        return {}
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}"

@@ -63,7 +63,7 @@ class ElmanCell(Cell):
             torch.mul(d, h > 0, out=dz)
         else:
             dz.copy_(d)
-        return None, None  # direct ∂L/∂h_{t-1} (none: only through W_hh), extras
+        return None  # direct ∂L/∂h_{t-1}: none, only through W_hh
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}, nonlinearity={self.nonlinearity!r}"

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import Cell, sigmoid_grad, tanh_grad
+from .base import Cell, sigmoid_grad, tanh_grad, tanh_via_sigmoid
 
 
 class GRUCell(Cell):
@@ -46,30 +46,33 @@ class GRUCell(Cell):
         return h, h
 
     # -- the BPTT engine's view: xp = W_ih x_t + b_ih and rp = W_hh h_{t-1} + b_hh come precomputed --
-    rec_weight, rec_bias, in_bias = "weight_hh", "bias_hh", "bias_ih"
+    rec_weight, rec_bias, in_bias, saves_z = "weight_hh", "bias_hh", "bias_ih", True
 
     def step(self, xp: Tensor, rp: Tensor, h: Tensor, y: Tensor):
+        """The gates are computed over xp's memory (r, z, n in its three blocks); W_hn h + b_hn is kept apart."""
         H = self.hidden_size
-        rz = torch.sigmoid(xp[:, : 2 * H] + rp[:, : 2 * H])  # reset and update gates in one pass
+        rz = xp[:, : 2 * H].add_(rp[:, : 2 * H]).sigmoid_()  # reset and update gates in one pass
         r, z = rz[:, :H], rz[:, H:]
-        hn = rp[:, 2 * H :]
-        n = torch.tanh(torch.addcmul(xp[:, 2 * H :], r, hn))
+        hn = rp[:, 2 * H :].clone()  # not a view: the rest of rp can go
+        n = tanh_via_sigmoid(xp[:, 2 * H :].addcmul_(r, hn), out=xp[:, 2 * H :])
         torch.lerp(n, h, z, out=y)  # h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}
         return y, (rz, n, hn, h)
 
     def step_backward(self, saved, dh: Tensor, dy: Tensor, dxp: Tensor, drp: Tensor):
         """dn = d ⊙ (1 − z) ⊙ (1 − n²), dz = d ⊙ (h_{t-1} − n) ⊙ σ', direct ∂h_{t-1} = d ⊙ z; the reset gate
         multiplies W_hn h + b_hn, so its gradient is dn ⊙ (W_hn h + b_hn) ⊙ σ' and W_hn h receives dn ⊙ r.
-        Writes ∂L/∂xp into `dxp` and ∂L/∂rp into `drp`."""
+        Writes ∂L/∂xp into `dxp` (the memory of the gates: each is read before it is overwritten) and
+        ∂L/∂rp into `drp`."""
         rz, n, hn, h = saved
         H = self.hidden_size
         r, z = rz[:, :H], rz[:, H:]
         d = dh + dy
         direct = d * z
-        dn = tanh_grad(d - direct, n, out=dxp[:, 2 * H :])
-        torch.mul(dn, hn, out=dxp[:, :H])
-        torch.mul(d, h - n, out=dxp[:, H : 2 * H])
-        sigmoid_grad(dxp[:, : 2 * H], rz, out=dxp[:, : 2 * H])  # through σ', both gates at once
-        drp[:, : 2 * H] = dxp[:, : 2 * H]
+        dz = d * (h - n)
+        dn = tanh_grad(d - direct, n)
         torch.mul(dn, r, out=drp[:, 2 * H :])
-        return direct, None  # direct ∂L/∂h_{t-1}, extras
+        sigmoid_grad(dn * hn, r, out=dxp[:, :H])
+        sigmoid_grad(dz, z, out=dxp[:, H : 2 * H])
+        dxp[:, 2 * H :].copy_(dn)
+        drp[:, : 2 * H] = dxp[:, : 2 * H]
+        return direct  # direct ∂L/∂h_{t-1}

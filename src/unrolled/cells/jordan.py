@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -62,11 +61,18 @@ class JordanCell(Cell):
     rec_weight, rec_bias, in_bias, additive = "weight_yh", None, "bias", True
 
     def engine_setup(self, batch_size: int, steps: int) -> None:
+        """Per pass: the output weights packed for the steps, and (T, B, ·) buffers for h_t and ∂L/∂o_t (o_t the
+        output pre-activation), from which the output weights' gradients are one GEMM each. The engine runs
+        the steps t = 0..T-1, then their backwards t = T-1..0: `self.t` counts them."""
         self.out = PackedLinear(self.weight_hy, batch_size, steps)
         self.out_back = PackedLinear(self.weight_hy.T, batch_size, steps)
+        self.hs = self.weight_hy.new_empty(steps, batch_size, self.hidden_size)
+        self.dos = self.weight_hy.new_empty(steps, batch_size, self.output_size)
+        self.t = 0
 
     def step(self, a: Tensor, y_prev: Tensor, y: Tensor):
-        h = activation_into(self.hidden_activation, a, a)  # in place: a is the step's own
+        h = activation_into(self.hidden_activation, a, self.hs[self.t])
+        self.t += 1
         activation_into(self.output_activation, self.out(h, self.bias_y), y)
         return y, (h, None if self.output_activation == "identity" else y)  # y only where σ_y' needs it
 
@@ -74,17 +80,19 @@ class JordanCell(Cell):
         """∂L/∂y_t → through σ_y to the output pre-activation o, through W_hy to h, through σ_h to a.
         The fed-back y_{t-1} reaches the step only through W_yh, so there is no direct term."""
         h, y = saved
-        do = _act_backward(self.output_activation, dstate + dy, y)
+        self.t -= 1
+        do = self.dos[self.t]
+        do.copy_(_act_backward(self.output_activation, dstate + dy, y))
         da.copy_(_act_backward(self.hidden_activation, self.out_back(do), h))
-        return None, (do, h)
+        return None
 
-    def extra_grads(self, extras: list) -> dict[str, Tensor]:
+    def extra_grads(self) -> dict[str, Tensor]:
         """Gradients of the output weights, each one GEMM over all steps: Σ_t do_tᵀ h_t and Σ_t do_t."""
-        do = torch.cat([e[0] for e in extras])  # (T*B, O)
-        h = torch.cat([e[1] for e in extras])  # (T*B, H)
+        do, h = self.dos.flatten(0, 1), self.hs.flatten(0, 1)  # (T*B, O), (T*B, H)
         grads = {"weight_hy": weight_grads(do, h)[0]}
         if self.bias_y is not None:
             grads["bias_y"] = do.sum(0)
+        del self.hs, self.dos  # a second backward through this pass sets them up again
         return grads
 
     def extra_repr(self) -> str:

@@ -48,7 +48,7 @@ class LSTMCell(Cell):
         return LSTMState(h, c), h
 
     # -- the BPTT engine's view: z = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh comes precomputed --
-    rec_weight, rec_bias, in_bias, additive = "weight_hh", "bias_hh", "bias_ih", True
+    rec_weight, rec_bias, in_bias, additive, saves_z = "weight_hh", "bias_hh", "bias_ih", True, True
 
     def step(self, z: Tensor, state: LSTMState, y: Tensor):
         H = self.hidden_size
@@ -67,16 +67,18 @@ class LSTMCell(Cell):
         dh = ∂h_t + dy;  dc = ∂c_t + dh ⊙ o ⊙ (1 − tanh²c_t)
         d i = dc ⊙ g,  d f = dc ⊙ c_{t-1},  d g = dc ⊙ i,  d o = dh ⊙ tanh c_t,  ∂c_{t-1} = dc ⊙ f
         then through σ' = s(1 − s) for i, f, o and tanh' = 1 − g² for g.
+        `dz` is the memory of the gates s (the engine's contract): each gate is read before it is overwritten.
         """
         s, c_prev, tc = saved
         H = self.hidden_size
         i, f, g, o = s[:, :H], s[:, H : 2 * H], s[:, 2 * H : 3 * H], s[:, 3 * H :]
+        di, df, dg, do = dz[:, :H], dz[:, H : 2 * H], dz[:, 2 * H : 3 * H], dz[:, 3 * H :]
         dh = d.h + dy
         dc = tanh_grad(dh * o, tc).add_(d.c)
-        di, df, dg, do = dz[:, :H], dz[:, H : 2 * H], dz[:, 2 * H : 3 * H], dz[:, 3 * H :]
-        torch.mul(dc, g, out=di)
-        torch.mul(dc, c_prev, out=df)
-        torch.mul(dh, tc, out=do)
-        sigmoid_grad(dz, s, out=dz)  # σ' for all four blocks in one kernel; the g block is overwritten next
-        tanh_grad(torch.mul(dc, i, out=dg), g, out=dg)
-        return LSTMState(None, dc * f), None
+        dc_prev = dc * f
+        dg_new = tanh_grad(dc * i, g)
+        sigmoid_grad(dh * tc, o, out=do)
+        sigmoid_grad(dc * c_prev, f, out=df)
+        sigmoid_grad(dc * g, i, out=di)
+        dg.copy_(dg_new)
+        return LSTMState(None, dc_prev)

@@ -52,40 +52,48 @@ def _sum_over_time(d: Tensor, items: list) -> dict[str, Tensor]:
     return {name: g.addmm_(d[0].T, x0) for (name, x0, _), g in zip(items, rest)}
 
 
+def _forward(c: Cell, X: Tensor, state0, masks, w: dict):
+    """The forward pass over time: (XP, Y, what each step saved, the stacked r_{t-1} or None, the final state).
+
+    XP = X W_ihᵀ + b is one GEMM; an additive cell's z_t = xp_t + r_{t-1} W_recᵀ is then written over xp_t,
+    so that XP holds the steps' z (and the gates a cell saves there) with no second (T, B, G) buffer."""
+    b_in, b_rec = w.get(c.in_bias), w.get(c.rec_bias) if c.rec_bias else None
+    if c.additive and b_rec is not None:  # the cell sees only xp + rp: add b_rec once, not T times
+        b_in, b_rec = (b_rec if b_in is None else b_in + b_rec), None
+    T, B = X.shape[:2]
+    c.engine_setup(B, T)
+    XP = linear(X.flatten(0, 1), w["weight_ih"], b_in).view(T, B, -1)  # (T, B, G), one GEMM
+    rec = PackedLinear(w[c.rec_weight], B, T)
+    Y = X.new_empty(T, B, c.output_size)  # each step writes y_t into Y[t]
+    state, saved, rec_inputs = state0, [], []
+    r_is_y = masks is None  # then r_t = y_{t-1} (a view of Y): W_rec's gradient needs no copy of them
+    for t in range(T):
+        r, y = _rec_input(state), Y[t]
+        if c.additive:
+            new, s = c.step(rec.add_into(r, XP[t]), state, y)
+        else:
+            new, s = c.step(XP[t], rec(r, b_rec), state, y)
+        r_is_y = r_is_y and _rec_input(new) is y
+        if masks is not None:
+            m = masks[t]
+            new = where_state(m, new, state)
+            y.masked_fill_(~m, 0.0)
+        rec_inputs.append(r)
+        saved.append(s)
+        state = new
+    return XP, Y, saved, None if r_is_y else torch.stack(rec_inputs), state
+
+
 class _BPTT(torch.autograd.Function):
     @staticmethod
     def forward(ctx, cell, names, masks, record, n_state, xs, *tensors):
         state0 = _rebuild(cell.init_state(1, device="meta"), list(tensors[:n_state]))
         w = dict(zip(names, tensors[n_state:]))
         c = cell.bind(w)
-        c.engine_setup(*xs.shape[:2])
         X = xs.transpose(0, 1)  # (T, B, F): time-major inside
-        b_in, b_rec = w.get(c.in_bias), w.get(c.rec_bias) if c.rec_bias else None
-        if c.additive and b_rec is not None:  # the cell sees only xp + rp: add b_rec once, not T times
-            b_in, b_rec = (b_rec if b_in is None else b_in + b_rec), None
-        T, B = X.shape[:2]
-        XP = linear(X.flatten(0, 1), w["weight_ih"], b_in).view(T, B, -1)  # (T, B, G), one GEMM
-        rec = PackedLinear(w[c.rec_weight], B, T)
-        Y = X.new_empty(T, B, c.output_size)  # each step writes y_t into Y[t]
-        state, saved, rec_inputs = state0, [], []
-        r_is_y = masks is None  # then r_t = y_{t-1} (a view of Y): W_rec's gradient needs no copy of them
-        for t in range(T):
-            r, y = _rec_input(state), Y[t]
-            if c.additive:
-                new, s = c.step(rec(r, acc=XP[t]), state, y)
-            else:
-                new, s = c.step(XP[t], rec(r, b_rec), state, y)
-            r_is_y = r_is_y and _rec_input(new) is y
-            if masks is not None:
-                m = masks[t]
-                new = where_state(m, new, state)
-                y.masked_fill_(~m, 0.0)
-            rec_inputs.append(r)
-            saved.append(s)
-            state = new
+        XP, Y, saved, R, state = _forward(c, X, state0, masks, w)
         ctx.c, ctx.names, ctx.masks, ctx.record, ctx.n_state = c, names, masks, record, n_state
-        ctx.saved_steps, ctx.state0 = saved, state0
-        R = None if r_is_y else torch.stack(rec_inputs)
+        ctx.state0, ctx.steps = state0, (XP if c.saves_z else None, saved)
         ctx.save_for_backward(X, Y, R, *tensors[n_state:])
         final = [p.clone() if p._base is Y else p for p in _parts(state)]
         return (Y, *final)  # (T, B, O) time-major, final state
@@ -95,15 +103,23 @@ class _BPTT(torch.autograd.Function):
         c, masks = ctx.c, ctx.masks
         X, Y, R, *weights = ctx.saved_tensors
         w = dict(zip(ctx.names, weights))
+        # The backward uses up what the forward saved: it frees each step's tensors once past them and
+        # writes ∂L/∂z over z. A second backward through the same pass (gradcheck, retain_graph=True)
+        # runs the forward again first, from the saved inputs.
+        if ctx.steps is None:
+            XP, _, saved_steps, _, _ = _forward(c, X, ctx.state0, masks, w)
+        else:
+            (XP, saved_steps), ctx.steps = ctx.steps, None
         W_rec = w[c.rec_weight]
         T, B = X.shape[:2]
         d_state = _rebuild(
             ctx.state0, [torch.zeros_like(p) if g is None else g for p, g in zip(_parts(ctx.state0), d_final)]
         )
-        dXP = X.new_empty(T, B, W_rec.shape[0])  # each step's local backward writes its slice
+        # each step's local backward writes its slice; where the cell saved its gates in z, ∂L/∂z_t goes over
+        # z_t itself, read by then (the contract in cells/base.py): no second (T, B, G) buffer
+        dXP = XP if c.saves_z else X.new_empty(T, B, W_rec.shape[0])
         dRP = dXP if c.additive else torch.empty_like(dXP)  # additive cells: ∂L/∂xp = ∂L/∂rp
         back = PackedLinear(W_rec.T, B, T)  # ∂L/∂r_{t-1} = ∂L/∂rp_t W_rec
-        extras = []
         norms = torch.empty(T, dtype=X.dtype, device=X.device) if ctx.record is not None else None
         for t in range(T - 1, -1, -1):
             dy, d_in = dY[t], d_state
@@ -114,11 +130,10 @@ class _BPTT(torch.autograd.Function):
             if norms is not None:
                 norms[t] = torch.linalg.vector_norm(_rec_input(d_in) + dy)
             if c.additive:
-                direct, extra = c.step_backward(ctx.saved_steps[t], d_in, dy, dXP[t])
+                direct = c.step_backward(saved_steps[t], d_in, dy, dXP[t])
             else:
-                direct, extra = c.step_backward(ctx.saved_steps[t], d_in, dy, dXP[t], dRP[t])
-            if extra is not None:
-                extras.append(extra)
+                direct = c.step_backward(saved_steps[t], d_in, dy, dXP[t], dRP[t])
+            saved_steps[t] = None  # as autograd does: what step t saved goes once its backward has run
             if isinstance(ctx.state0, Tensor):
                 d_prev = back(dRP[t], acc=direct)
             else:  # the recurrent weights see only h; the other fields pass on directly (or not at all)
@@ -137,8 +152,7 @@ class _BPTT(torch.autograd.Function):
             grads[c.in_bias] = flat_xp.sum(0)
         if c.rec_bias and c.rec_bias in w:
             grads[c.rec_bias] = grads[c.in_bias].clone() if c.additive and c.in_bias in w else dRP.sum((0, 1))
-        if extras:
-            grads.update(c.extra_grads(extras))
+        grads.update(c.extra_grads())
         if norms is not None:
             ctx.record.append(norms)
         dxs = None
