@@ -1,5 +1,5 @@
 """On a CUDA device (skipped without one; CI has none): every backend computes, on the device, what the
-reference computes — float64 to 1e-10, float32 to 1e-4 with TF32 off (with it on, cuDNN's Elman kernel
+reference computes — float64 to 1e-10, float32 to 1e-5 (DESIGN rule 3) with TF32 off (with it on, cuDNN's Elman kernel
 differed by 3e-3 on an H100)."""
 
 import pytest
@@ -11,7 +11,7 @@ from unrolled.layers import LAYERS
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
 
-@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-4)])
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
 @pytest.mark.parametrize("name", sorted(LAYERS))
 def test_backends_agree_on_cuda(name, dtype, tol):
     torch.manual_seed(0)
