@@ -1,6 +1,6 @@
 """On a CUDA device (skipped without one; CI has none): every backend computes, on the device, what the
-reference computes — float64 to 1e-10, float32 to 1e-5 (DESIGN rule 3) with TF32 off (with it on, cuDNN's Elman kernel
-differed by 3e-3 on an H100)."""
+reference computes — float64 to 1e-10, float32 to 1e-5 (DESIGN rule 3) with TF32 off (with it on,
+cuDNN's Elman kernel differed by 3e-3 on an H100)."""
 
 import pytest
 import torch
@@ -42,7 +42,7 @@ def test_recorded_norms_stay_on_the_device():
 
 
 @pytest.mark.parametrize("name", ["elman", "lstm", "gru"])
-def test_fused_backend_flattens_the_weights_once(name, recwarn):
+def test_fused_backend_flattens_the_weights_once(name, recwarn, tmp_path):
     """torch.nn's layout of the weights in one buffer: no copy of them at every call (cuDNN warns when it must)."""
     layer = LAYERS[name](3, 8, num_layers=2, bidirectional=True).cuda()
     params = list(layer.parameters())
@@ -53,3 +53,6 @@ def test_fused_backend_flattens_the_weights_once(name, recwarn):
     assert len({p.untyped_storage().data_ptr() for p in layer.parameters()}) == 1
     assert [id(p) for p in layer.parameters()] == [id(p) for p in params]
     assert not [w for w in recwarn if "contiguous chunk" in str(w.message)]
+    from safetensors.torch import save_model
+
+    save_model(layer, str(tmp_path / "w.safetensors"))  # a checkpoint still saves the weights

@@ -218,3 +218,25 @@ def test_build_layer_takes_elman_nonlinearity_and_refuses_it_elsewhere():
     assert build_layer("elman", 3, 4).nonlinearity == "tanh"
     with pytest.raises(UnrolledError, match="elman"):
         build_layer("gru", 3, 4, nonlinearity="relu")
+
+
+def test_weights_in_one_buffer_still_save_to_safetensors(tmp_path):
+    """On CUDA the fused backend puts all weights into one buffer (cuDNN's layout); a checkpoint must still save
+    them. Here the same layout is made by hand on the CPU."""
+    from safetensors.torch import load_model, save_model
+
+    torch.manual_seed(0)
+    layer = unrolled.LSTM(3, 4, num_layers=2)
+    params = list(layer.parameters())
+    buffer = torch.cat([p.detach().flatten() for p in params])
+    with torch.no_grad():
+        offset = 0
+        for p in params:
+            p.set_(buffer.untyped_storage(), offset, p.shape)
+            offset += p.numel()
+    assert len({p.untyped_storage().data_ptr() for p in layer.parameters()}) == 1
+    save_model(layer, str(tmp_path / "w.safetensors"))
+    other = unrolled.LSTM(3, 4, num_layers=2)
+    load_model(other, str(tmp_path / "w.safetensors"))
+    for a, b in zip(layer.parameters(), other.parameters()):
+        assert torch.equal(a, b)

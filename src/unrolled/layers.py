@@ -152,6 +152,14 @@ class RecurrentLayer(nn.Module):
                 self.num_layers, True, self.bidirectional,
             )  # fmt: skip
 
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        w = self.flat_weights()
+        if not keep_vars and len(w) > 1 and len({p.untyped_storage().data_ptr() for p in w}) == 1:
+            # cuDNN's one buffer (flatten_parameters): hand out copies, which a checkpoint can store apart
+            for name, _ in self.named_parameters(recurse=False):
+                destination[prefix + name] = destination[prefix + name].clone()
+
     def cell_state(self, parts: list[Tensor]):
         """A cell's state from the per-field slices of the layer's state."""
         return parts[0] if self.state_class is RNNState else self.state_class(*parts)
