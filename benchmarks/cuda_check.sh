@@ -2,7 +2,7 @@
 # The checks that need a GPU, in one run (the `device` machine: python3 there has CUDA torch, pytest,
 # tqdm, matplotlib, safetensors). Writes under $OUT (default ./cuda-check): pytest log, bench JSON/markdown,
 # a short character-model run on CUDA and a sample from it.
-#   bash benchmarks/cuda_check.sh
+#   bash benchmarks/cuda_check.sh      (SKIP_TRAIN=1, SKIP_BENCH=1 leave those parts out; BENCH_ARGS=... narrows the bench)
 set -uo pipefail
 OUT=${OUT:-cuda-check}; mkdir -p "$OUT"
 export PYTHONPATH=$PWD/src
@@ -13,5 +13,6 @@ $PY -m pytest -q -p no:cacheprovider --tb=short tests/test_cuda.py tests/test_en
 [ -n "${SKIP_TRAIN:-}" ] || $PY -m unrolled train charlm --preset tiny --device cuda --steps 300 --out "$OUT/run" --quiet 2>&1 | tail -8 | tee "$OUT/train.txt"
 [ -n "${SKIP_TRAIN:-}" ] || $PY -m unrolled sample "$OUT/run" --length 200 --temperature 0.8 2>&1 | tail -5 | tee -a "$OUT/train.txt"
 rm -rf "$OUT/run"
+[ -n "${SKIP_BENCH:-}" ] && exit 0
 $PY -m unrolled bench --quick --device cuda ${BENCH_ARGS:-} --json "$OUT/bench.json" --markdown "$OUT/bench.md" 2>&1 | tail -3
 cat "$OUT/bench.md"
