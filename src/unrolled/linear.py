@@ -59,7 +59,7 @@ class PackedLinear:
 # (for a weight gradient, whose oneDNN path copies its operands in chunks of GRAD_CHUNK elements of d,
 # from GRAD_MIN_MACS: below, at the small benchmark size, MKL was about as fast and the copies cost more
 # memory than the whole reference backend saves)
-# (and no fewer than GRAD_CHUNK_ROWS rows a chunk: thinner products ran slower)
+# (and chunks of about GRAD_CHUNK_ROWS rows or more, all of one size: thinner products ran slower)
 BIG_MIN_MACS, GRAD_MIN_MACS, GRAD_CHUNK, GRAD_CHUNK_ROWS = 2**25, 2**29, 2**19, 512
 
 
@@ -80,6 +80,7 @@ def weight_grads(d: Tensor, *xs: Tensor) -> list[Tensor]:
         return [d.T @ x for x in xs]
     op = torch.ops.aten.mkldnn_linear_backward_weights
     rows = max(GRAD_CHUNK_ROWS, GRAD_CHUNK // d.shape[1])
+    rows = -(-d.shape[0] // -(-d.shape[0] // rows))  # chunks of equal size: no thin last one
     sums = [None] * len(xs)
     for i in range(0, d.shape[0], rows):
         dm = d[i : i + rows].contiguous().to_mkldnn()
