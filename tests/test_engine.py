@@ -117,6 +117,21 @@ def test_bptt_peak_memory_is_not_more_than_reference(name):
     assert peak["bptt"] <= peak["reference"], peak
 
 
+@pytest.mark.parametrize("kind", sorted(CELLS))
+def test_engine_equals_autograd_for_a_single_step(kind):
+    """T = 1: no recurrent product in the weight gradients, only step 0's."""
+    cell = CELLS[kind]().double()
+    xs = torch.randn(3, 1, 3, dtype=torch.double, requires_grad=True)
+    s0 = random_state(cell, 3)
+    results = []
+    for fn in (unrolled.unroll, unroll_bptt):
+        ys, state = fn(cell, xs, s0)
+        loss = (ys * torch.linspace(-1, 1, ys.numel(), dtype=ys.dtype).view_as(ys)).sum() + leaves(state)[0].sum()
+        results.append([ys, *torch.autograd.grad(loss, [xs, *leaves(s0), *cell.parameters()])])
+    for a, b in zip(*results):
+        assert_close(b, a, 1e-10)
+
+
 @pytest.mark.parametrize("kind", ["lstm", "gru", "jordan"])
 def test_a_second_backward_through_the_same_pass_gives_the_same_gradients(kind):
     """The backward uses up what the forward saved; going back again (retain_graph=True) recomputes it."""
@@ -182,8 +197,7 @@ def test_onednn_one_shot_products_match_float64(monkeypatch):
         pytest.skip("this torch build has no oneDNN linear")
     monkeypatch.setattr(linear, "BIG_MIN_MACS", 0)
     monkeypatch.setattr(linear, "GRAD_MIN_MACS", 0)
-    monkeypatch.setattr(linear, "GRAD_CHUNK", 64)  # rows in chunks of 7: the sums over chunks too
-    monkeypatch.setattr(linear, "GRAD_CHUNK_ROWS", 1)
+    monkeypatch.setattr(linear, "GRAD_CHUNK_ROWS", 7)  # the sums over chunks too
     torch.manual_seed(0)
     x, w, b, d = torch.randn(50, 7), torch.randn(9, 7), torch.randn(9), torch.randn(50, 9)
     x64, w64, d64 = x.double(), w.double(), d.double()
@@ -192,3 +206,6 @@ def test_onednn_one_shot_products_match_float64(monkeypatch):
     g_x, g_d = linear.weight_grads(d, x, d[:, ::2])
     assert_close(g_x.double(), d64.T @ x64, 1e-5, "dᵀ x")
     assert_close(g_d.double(), d64.T @ d64[:, ::2], 1e-5, "dᵀ d[:, ::2] (a strided x)")
+    steps = x.view(5, 10, 7).transpose(0, 1)  # (S, B, F) = (10, 5, 7), not contiguous
+    (g_s,) = linear.weight_grads(d.view(5, 10, 9).transpose(0, 1), steps)
+    assert_close(g_s.double(), d64.T @ x64, 1e-5, "steps of rows")

@@ -56,11 +56,10 @@ class PackedLinear:
 
 
 # one-shot products: oneDNN pays from about this many multiply-adds up (docs/benchmarks.md, "GEMMs")
-# (for a weight gradient, whose oneDNN path copies its operands in chunks of GRAD_CHUNK elements of d,
-# from GRAD_MIN_MACS: below, at the small benchmark size, MKL was about as fast and the copies cost more
-# memory than the whole reference backend saves)
-# (and chunks of about GRAD_CHUNK_ROWS rows or more, all of one size: thinner products ran slower)
-BIG_MIN_MACS, GRAD_MIN_MACS, GRAD_CHUNK, GRAD_CHUNK_ROWS = 2**25, 2**29, 2**19, 512
+# (for a weight gradient, whose oneDNN path copies its operands into its own layout, from GRAD_MIN_MACS:
+# below, at the small benchmark size, MKL was about as fast and the copies cost more memory than the
+# whole reference backend saves; its rows go in chunks of about GRAD_CHUNK_ROWS: 256 ran 15% slower)
+BIG_MIN_MACS, GRAD_MIN_MACS, GRAD_CHUNK_ROWS = 2**25, 2**29, 512
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -72,22 +71,29 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 
 
 def weight_grads(d: Tensor, *xs: Tensor) -> list[Tensor]:
-    """[dᵀ x for x in xs]: Σ_n d_nᵀ x_n, the gradient of W in y = x Wᵀ from the rows of d = ∂L/∂y and x, one
-    GEMM each. On oneDNN, rows go in chunks of about GRAD_CHUNK elements of d, each converted to oneDNN's
-    layout once for all xs: the copy stays small (no more peak memory than MKL's path) and the speed
-    the same (benchmarks/gemm.py)."""
-    if not (xs and d.shape[0] * d.shape[1] * xs[0].shape[1] >= GRAD_MIN_MACS and _onednn_usable(d)):
-        return [d.T @ x for x in xs]
+    """[dᵀ x for x in xs]: Σ_n d_nᵀ x_n, the gradient of W in y = x Wᵀ from the rows of d = ∂L/∂y and x.
+
+    d and each x are (N, ·) rows, or (S, B, ·) steps of B rows each (time-major sequences, which need not be
+    contiguous). The sums run over chunks of about GRAD_CHUNK_ROWS rows along the first dimension: a
+    non-contiguous x is copied a chunk at a time, and oneDNN's layout (for large products) is made a chunk at
+    a time too, once for all xs; the chunks' products are added."""
+    if not xs:
+        return []
+    rows_per = d[0].numel() // d.shape[-1]  # rows under one index of the first dimension
+    onednn = d.numel() * xs[0].shape[-1] >= GRAD_MIN_MACS and _onednn_usable(d)
+    per = max(1, GRAD_CHUNK_ROWS // rows_per)
+    per = -(-d.shape[0] // -(-d.shape[0] // per))  # chunks of equal size: no thin last one
     op = torch.ops.aten.mkldnn_linear_backward_weights
-    rows = max(GRAD_CHUNK_ROWS, GRAD_CHUNK // d.shape[1])
-    rows = -(-d.shape[0] // -(-d.shape[0] // rows))  # chunks of equal size: no thin last one
     sums = [None] * len(xs)
-    for i in range(0, d.shape[0], rows):
-        dm = d[i : i + rows].contiguous().to_mkldnn()
+    for i in range(0, d.shape[0], per):
+        dc = d[i : i + per].reshape(-1, d.shape[-1])
+        dm = dc.contiguous().to_mkldnn() if onednn else None
         for k, x in enumerate(xs):
-            # oneDNN reads only the size and type of its `weight` argument
-            g = op(dm, x[i : i + rows].contiguous().to_mkldnn(), x.new_empty(1).expand(d.shape[1], x.shape[1]), False)[
-                0
-            ]
+            xc = x[i : i + per].reshape(-1, x.shape[-1])
+            if onednn:  # oneDNN reads only the size and type of its `weight` argument
+                weight_like = x.new_empty(1).expand(d.shape[-1], x.shape[-1])
+                g = op(dm, xc.contiguous().to_mkldnn(), weight_like, False)[0]
+            else:
+                g = dc.T @ xc
             sums[k] = g if sums[k] is None else sums[k].add_(g)
     return sums

@@ -43,12 +43,9 @@ def _rec_input(state) -> Tensor:
 
 
 def _sum_over_time(d: Tensor, items: list) -> dict[str, Tensor]:
-    """{name: Σ_t d_tᵀ x_t} for (name, x_0, x_1..T-1) in items, d (T, B, G): one GEMM per weight over steps
-    1..T-1 (d's conversion for oneDNN shared), then step 0 added apart, so that r_0 = h_0, which is not
-    in Y, needs no copy of Y."""
-    if not items:
-        return {}
-    rest = weight_grads(d[1:].flatten(0, 1), *[x.flatten(0, 1) for _, _, x in items])
+    """{name: Σ_t d_tᵀ x_t} for (name, x_0, x_1..T-1) in items, d (T, B, G): the GEMMs over steps 1..T-1 share
+    d's conversion for oneDNN; step 0 is added apart, so that r_0 = h_0, which is not in Y, needs no copy."""
+    rest = weight_grads(d[1:], *[x for _, _, x in items])
     return {name: g.addmm_(d[0].T, x0) for (name, x0, _), g in zip(items, rest)}
 
 
