@@ -79,6 +79,8 @@ def weight_grads(d: Tensor, *xs: Tensor) -> list[Tensor]:
     a time too, once for all xs; the chunks' products are added."""
     if not xs:
         return []
+    if d.numel() == 0:  # no rows (one time step: the engine adds step 0 apart)
+        return [d.new_zeros(d.shape[-1], x.shape[-1]) for x in xs]
     rows_per = d[0].numel() // d.shape[-1]  # rows under one index of the first dimension
     onednn = d.numel() * xs[0].shape[-1] >= GRAD_MIN_MACS and _onednn_usable(d)
     per = max(1, GRAD_CHUNK_ROWS // rows_per)
