@@ -9,8 +9,8 @@ it, as in training (timed right after another configuration, torch.nn's fused LS
 30% longer here). The median of the rounds is reported, and ratios are taken between medians of the
 same run.
 
-Peak memory is the high-water mark of tensor memory during one training step, read from the
-PyTorch profiler's allocation timeline (on CUDA: `torch.cuda.max_memory_allocated`).
+Peak memory is the high-water mark of tensor memory during one training step, above what was held
+before it, from the PyTorch profiler's raw allocation events (on CUDA: `torch.cuda.max_memory_allocated`).
 """
 
 from __future__ import annotations

@@ -55,7 +55,7 @@ class PackedLinear:
         return torch.ops.mkldnn._linear_pointwise.binary(x, acc, self.packed, bias, "add")
 
 
-# one-shot products: oneDNN pays from about this many multiply-adds up (docs/benchmarks.md, "GEMMs")
+# one-shot products: oneDNN pays from about this many multiply-adds up (benchmarks/gemm.py)
 # (for a weight gradient, whose oneDNN path copies its operands into its own layout, from GRAD_MIN_MACS:
 # below, at the small benchmark size, MKL was about as fast and the copies cost more memory than the
 # whole reference backend saves; its rows go in chunks of about GRAD_CHUNK_ROWS: 256 ran 15% slower)

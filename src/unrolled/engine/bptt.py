@@ -4,15 +4,20 @@ Forward: the input projection of all T steps as one GEMM, XP = X W_ihᵀ + b; th
 the recurrent product rp_t = r_{t-1} W_recᵀ (+ b_rec) and the cell's pointwise `step`, saving only
 what its `step_backward` needs, and writing y_t into one time-major buffer Y. For an additive
 cell (Elman, Jordan, LSTM: the step sees only xp + rp) b_rec is folded into XP and the per-step
-product is added to xp_t in the same call; large weights are packed once per pass for oneDNN
-(linear.py). Backward walks from t = T to 1: the cell's local backward turns
-∂L/∂state_t (from step t+1) plus ∂L/∂y_t (from the loss) into ∂L/∂xp_t, ∂L/∂rp_t and the direct
-part of ∂L/∂state_{t-1}, to which ∂L/∂rp_t W_rec is added. Weight gradients come last, each one
-GEMM over all steps: ∂W_ih = Σ_t ∂xp_tᵀ x_t, ∂W_rec = Σ_t ∂rp_tᵀ r_{t-1} (r_{t-1} = y_{t-1} read
-from Y when there is no padding), and ∂X = ∂XP W_ih; none is computed when nobody needs it.
+product is added into xp_t in place; large products go through oneDNN (linear.py). Backward walks
+from t = T to 1: the cell's local backward turns ∂L/∂state_t (from step t+1) plus ∂L/∂y_t (from the
+loss) into ∂L/∂xp_t, ∂L/∂rp_t and the direct part of ∂L/∂state_{t-1}, to which ∂L/∂rp_t W_rec is
+added. Weight gradients come last, each a GEMM over all steps: ∂W_ih = Σ_t ∂xp_tᵀ x_t,
+∂W_rec = Σ_t ∂rp_tᵀ r_{t-1} (r_{t-1} = y_{t-1} read from Y when there is no padding), and
+∂X = ∂XP W_ih; none is computed when nobody needs it.
+
+Memory: a cell that keeps its gates in z (`saves_z`: LSTM, GRU) has them in XP, and the backward writes
+∂L/∂z over them once read, so the pass holds one (T, B, G) buffer, not three; each step's saved tensors
+are freed as the backward passes it. That uses the forward's results up: a second backward through the
+same pass (`retain_graph=True`, gradcheck) runs the forward again first.
 
 Cells supply `step`, `step_backward` (writing into slices of one (T, B, G) buffer: no per-step
-gradient is concatenated or stacked), `additive`, and the names `rec_weight`, `rec_bias`,
+gradient is concatenated or stacked), `additive`, `saves_z`, and the names `rec_weight`, `rec_bias`,
 `in_bias` (see cells/base.py for the contract and cells/*.py, where each local backward stands
 beside its forward). With `record`, the norm of
 ∂L/∂h_t (all of it: through the output and through the future) is kept for every step, at no
