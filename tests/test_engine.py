@@ -117,6 +117,26 @@ def test_bptt_peak_memory_is_not_more_than_reference(name):
     assert peak["bptt"] <= peak["reference"], peak
 
 
+@pytest.mark.parametrize("steps_per_chunk", [2, 3])
+@pytest.mark.parametrize("kind", sorted(CELLS))
+def test_engine_equals_autograd_with_the_sums_taken_in_chunks(kind, steps_per_chunk, monkeypatch):
+    """The weight gradients and ∂X, taken a chunk of steps at a time during the backward (a buffer of one
+    chunk reused), equal autograd's: 7 steps in chunks of 2 or 3, with padding."""
+    from unrolled import linear
+
+    monkeypatch.setattr(linear, "GRAD_CHUNK_ROWS", 3 * steps_per_chunk)
+    cell = CELLS[kind]().double()
+    xs = torch.randn(3, 7, 3, dtype=torch.double, requires_grad=True)
+    s0 = random_state(cell, 3)
+    results = []
+    for fn in (unrolled.unroll, unroll_bptt):
+        ys, state = fn(cell, xs, s0, lengths=torch.tensor([7, 2, 5]))
+        loss = (ys * torch.linspace(-1, 1, ys.numel(), dtype=ys.dtype).view_as(ys)).sum() + leaves(state)[0].sum()
+        results.append([ys, *torch.autograd.grad(loss, [xs, *leaves(s0), *cell.parameters()])])
+    for a, b in zip(*results):
+        assert_close(b, a, 1e-10)
+
+
 @pytest.mark.parametrize("kind", sorted(CELLS))
 def test_engine_equals_autograd_for_a_single_step(kind):
     """T = 1: no recurrent product in the weight gradients, only step 0's."""

@@ -70,19 +70,31 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     return F.linear(x, weight, bias)
 
 
-def weight_grads(d: Tensor, *xs: Tensor) -> list[Tensor]:
+def onednn_for_grads(rows: int, out_features: int, in_features: int) -> bool:
+    """Whether weight gradients Σ_n d_nᵀ x_n of this total size go through oneDNN (float32 on the CPU)."""
+    return rows * out_features * in_features >= GRAD_MIN_MACS and _onednn()
+
+
+def chunk_steps(batch_size: int) -> int:
+    """Time steps per chunk of the weight-gradient sums: about GRAD_CHUNK_ROWS rows."""
+    return max(1, GRAD_CHUNK_ROWS // batch_size)
+
+
+def weight_grads(d: Tensor, *xs: Tensor, onednn: bool | None = None) -> list[Tensor]:
     """[dᵀ x for x in xs]: Σ_n d_nᵀ x_n, the gradient of W in y = x Wᵀ from the rows of d = ∂L/∂y and x.
 
     d and each x are (N, ·) rows, or (S, B, ·) steps of B rows each (time-major sequences, which need not be
     contiguous). The sums run over chunks of about GRAD_CHUNK_ROWS rows along the first dimension: a
-    non-contiguous x is copied a chunk at a time, and oneDNN's layout (for large products) is made a chunk at
-    a time too, once for all xs; the chunks' products are added."""
+    non-contiguous x is copied a chunk at a time, and oneDNN's layout (for large products; `onednn` decides
+    it for a caller that sums in parts) is made a chunk at a time too, once for all xs."""
     if not xs:
         return []
     if d.numel() == 0:  # no rows (one time step: the engine adds step 0 apart)
         return [d.new_zeros(d.shape[-1], x.shape[-1]) for x in xs]
+    if onednn is None:
+        onednn = onednn_for_grads(d.numel() // d.shape[-1], d.shape[-1], xs[0].shape[-1])
+    onednn = onednn and _onednn_usable(d)
     rows_per = d[0].numel() // d.shape[-1]  # rows under one index of the first dimension
-    onednn = d.numel() * xs[0].shape[-1] >= GRAD_MIN_MACS and _onednn_usable(d)
     per = max(1, GRAD_CHUNK_ROWS // rows_per)
     per = -(-d.shape[0] // -(-d.shape[0] // per))  # chunks of equal size: no thin last one
     op = torch.ops.aten.mkldnn_linear_backward_weights

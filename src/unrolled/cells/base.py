@@ -129,8 +129,9 @@ class Cell(nn.Module):
     def engine_setup(self, batch_size: int, steps: int) -> None:
         """Called by the BPTT engine on its bound copy once per pass, before the first step."""
 
-    def extra_grads(self) -> dict[str, Tensor]:
-        """Gradients of weights outside the engine's view (W_ih, W_rec, biases), after the last step_backward."""
+    def extra_grads(self, t0: int, t1: int) -> dict[str, Tensor]:
+        """Gradients of weights outside the engine's view (W_ih, W_rec, biases) from steps t0..t1-1, called
+        once their step_backwards have run (chunks from the last to t0 = 0); the engine adds them up."""
         return {}
 
     def extra_repr(self) -> str:

@@ -86,13 +86,14 @@ class JordanCell(Cell):
         da.copy_(_act_backward(self.hidden_activation, self.out_back(do), h))
         return None
 
-    def extra_grads(self) -> dict[str, Tensor]:
-        """Gradients of the output weights, each one GEMM over all steps: Σ_t do_tᵀ h_t and Σ_t do_t."""
-        do, h = self.dos.flatten(0, 1), self.hs.flatten(0, 1)  # (T*B, O), (T*B, H)
+    def extra_grads(self, t0: int, t1: int) -> dict[str, Tensor]:
+        """The output weights' gradients from steps t0..t1-1, one GEMM: Σ_t do_tᵀ h_t and Σ_t do_t."""
+        do, h = self.dos[t0:t1], self.hs[t0:t1]  # (n, B, O), (n, B, H)
         grads = {"weight_hy": weight_grads(do, h)[0]}
         if self.bias_y is not None:
-            grads["bias_y"] = do.sum(0)
-        del self.hs, self.dos  # a second backward through this pass sets them up again
+            grads["bias_y"] = do.sum((0, 1))
+        if t0 == 0:  # the last chunk: a second backward through this pass sets the buffers up again
+            del self.hs, self.dos
         return grads
 
     def extra_repr(self) -> str:

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from ..cells.base import Cell
-from ..linear import PackedLinear, linear, weight_grads
+from ..linear import PackedLinear, chunk_steps, linear, onednn_for_grads, weight_grads
 from ..unroll import prepare, reverse_padded, where_state
 
 
@@ -45,13 +45,6 @@ def _rebuild(template, parts):
 def _rec_input(state) -> Tensor:
     """What W_rec multiplies: h (the first field) of the previous state."""
     return state if isinstance(state, Tensor) else state[0]
-
-
-def _sum_over_time(d: Tensor, items: list) -> dict[str, Tensor]:
-    """{name: Σ_t d_tᵀ x_t} for (name, x_0, x_1..T-1) in items, d (T, B, G): the GEMMs over steps 1..T-1 share
-    d's conversion for oneDNN; step 0 is added apart, so that r_0 = h_0, which is not in Y, needs no copy."""
-    rest = weight_grads(d[1:], *[x for _, _, x in items])
-    return {name: g.addmm_(d[0].T, x0) for (name, x0, _), g in zip(items, rest)}
 
 
 def _forward(c: Cell, X: Tensor, state0, masks, w: dict):
@@ -114,14 +107,17 @@ class _BPTT(torch.autograd.Function):
             (XP, saved_steps), ctx.steps = ctx.steps, None
         W_rec = w[c.rec_weight]
         T, B = X.shape[:2]
+        G, K = W_rec.shape[0], chunk_steps(B)
         d_state = _rebuild(
             ctx.state0, [torch.zeros_like(p) if g is None else g for p, g in zip(_parts(ctx.state0), d_final)]
         )
-        # each step's local backward writes its slice; where the cell saved its gates in z, ∂L/∂z_t goes over
-        # z_t itself, read by then (the contract in cells/base.py): no second (T, B, G) buffer
-        dXP = XP if c.saves_z else X.new_empty(T, B, W_rec.shape[0])
-        dRP = dXP if c.additive else torch.empty_like(dXP)  # additive cells: ∂L/∂xp = ∂L/∂rp
+        # ∂L/∂xp_t (and ∂L/∂rp_t) by step: where the cell saved its gates in z, over z_t itself, read by then
+        # (the contract in cells/base.py); else in a buffer of K steps, reused chunk after chunk, since each
+        # chunk's products are taken as soon as its K steps are done (below)
+        dXP = XP if c.saves_z else X.new_empty(min(K, T), B, G)
+        dRP = dXP if c.additive else X.new_empty(min(K, T), B, G)  # additive cells: ∂L/∂xp = ∂L/∂rp
         back = PackedLinear(W_rec.T, B, T)  # ∂L/∂r_{t-1} = ∂L/∂rp_t W_rec
+        sums = _ChunkSums(ctx, c, X, Y, R, w, K)
         norms = torch.empty(T, dtype=X.dtype, device=X.device) if ctx.record is not None else None
         for t in range(T - 1, -1, -1):
             dy, d_in = dY[t], d_state
@@ -131,36 +127,76 @@ class _BPTT(torch.autograd.Function):
                 d_in = where_state(m, d_state, _rebuild(d_state, [torch.zeros_like(p) for p in _parts(d_state)]))
             if norms is not None:
                 norms[t] = torch.linalg.vector_norm(_rec_input(d_in) + dy)
+            dxp = dXP[t if dXP is XP else t % K]
+            drp = dxp if c.additive else dRP[t % K]
             if c.additive:
-                direct = c.step_backward(saved_steps[t], d_in, dy, dXP[t])
+                direct = c.step_backward(saved_steps[t], d_in, dy, dxp)
             else:
-                direct = c.step_backward(saved_steps[t], d_in, dy, dXP[t], dRP[t])
+                direct = c.step_backward(saved_steps[t], d_in, dy, dxp, drp)
             saved_steps[t] = None  # as autograd does: what step t saved goes once its backward has run
             if isinstance(ctx.state0, Tensor):
-                d_prev = back(dRP[t], acc=direct)
+                d_prev = back(drp, acc=direct)
             else:  # the recurrent weights see only h; the other fields pass on directly (or not at all)
-                dh = back(dRP[t], acc=direct[0])
+                dh = back(drp, acc=direct[0])
                 d_prev = type(ctx.state0)(dh, *[torch.zeros_like(dh) if p is None else p for p in direct[1:]])
             d_state = d_prev if masks is None else where_state(masks[t], d_prev, d_state)
-        needed = dict(zip(ctx.names, ctx.needs_input_grad[6 + ctx.n_state :]))  # frozen weights: no GEMM
-        r = (_rec_input(ctx.state0), Y[:-1]) if R is None else (R[0], R[1:])  # r_{t-1}: step 0, steps 1..T-1
-        ih = [("weight_ih", X[0], X[1:])] if needed["weight_ih"] else []
-        rec = [(c.rec_weight, *r)] if needed[c.rec_weight] else []
-        grads = {}
-        for d, items in [(dXP, ih + rec)] if c.additive else [(dXP, ih), (dRP, rec)]:
-            grads.update(_sum_over_time(d, items))
-        flat_xp = dXP.flatten(0, 1)
-        if c.in_bias in w:
-            grads[c.in_bias] = flat_xp.sum(0)
-        if c.rec_bias and c.rec_bias in w:
-            grads[c.rec_bias] = grads[c.in_bias].clone() if c.additive and c.in_bias in w else dRP.sum((0, 1))
-        grads.update(c.extra_grads())
+            if t % K == 0:  # steps t .. t+K-1 are done
+                t1 = min(t + K, T)
+                d = dXP[t:t1] if dXP is XP else dXP[: t1 - t]
+                sums.add(t, t1, d, d if c.additive else dRP[: t1 - t])
         if norms is not None:
             ctx.record.append(norms)
-        dxs = None
-        if ctx.needs_input_grad[5]:  # ∂X = ∂XP W_ih, back to (B, T, F)
-            dxs = linear(flat_xp, w["weight_ih"].T).view(T, B, -1).transpose(0, 1)
+        grads, dxs = sums.result()
         return (None, None, None, None, None, dxs, *_parts(d_state), *[grads.get(n) for n in ctx.names])
+
+
+class _ChunkSums:
+    """The products over time, taken a chunk of K steps at a time as the backward completes them:
+    ∂W_ih = Σ_t ∂xp_tᵀ x_t, ∂W_rec = Σ_t ∂rp_tᵀ r_{t-1}, the biases, the cell's extra weights, and
+    ∂X = ∂XP W_ih. Each chunk is one GEMM of about GRAD_CHUNK_ROWS rows per weight, on data the step
+    backwards just wrote; only a chunk of ∂L/∂xp need be kept (unless the cell keeps its gates there)."""
+
+    def __init__(self, ctx, c: Cell, X: Tensor, Y: Tensor, R: Tensor | None, w: dict, K: int):
+        T, B, G = X.shape[0], X.shape[1], w[c.rec_weight].shape[0]
+        needed = dict(zip(ctx.names, ctx.needs_input_grad[6 + ctx.n_state :]))  # frozen weights: no GEMM
+        self.c, self.X, self.Y, self.R, self.w, self.h0 = c, X, Y, R, w, _rec_input(ctx.state0)
+        self.ih, self.rec = needed["weight_ih"], needed[c.rec_weight]
+        self.onednn = onednn_for_grads(T * B, G, X.shape[2])  # decided for the whole sum, not a chunk
+        self.grads: dict[str, Tensor] = {}
+        self.dX = X.new_empty(X.shape) if ctx.needs_input_grad[5] else None  # (T, B, F)
+        self.back_ih = PackedLinear(w["weight_ih"].T, K * B, T) if self.dX is not None else None
+
+    def _r(self, a: int, b: int) -> Tensor:
+        """r_{t-1} for steps a..b-1 (a ≥ 1): y_{t-1} read from Y when there is no padding."""
+        return self.Y[a - 1 : b - 1] if self.R is None else self.R[a:b]
+
+    def _acc(self, name: str, g: Tensor) -> None:
+        self.grads[name] = g if name not in self.grads else self.grads[name].add_(g)
+
+    def add(self, t0: int, t1: int, dxp: Tensor, drp: Tensor) -> None:
+        """Steps t0..t1-1, with their ∂L/∂xp and ∂L/∂rp (each (t1 - t0, B, G))."""
+        c, a = self.c, max(t0, 1)  # step 0 apart: r_0 = h_0 is not in Y
+        ih = [("weight_ih", self.X[0], self.X[a:t1])] if self.ih else []
+        rec = [(c.rec_weight, self.h0, self._r(a, t1))] if self.rec else []
+        for d, items in [(dxp, ih + rec)] if c.additive else [(dxp, ih), (drp, rec)]:
+            for (name, x0, _), g in zip(
+                items, weight_grads(d[a - t0 :], *[x for _, _, x in items], onednn=self.onednn)
+            ):
+                self._acc(name, g.addmm_(d[0].T, x0) if t0 == 0 else g)
+        if c.in_bias in self.w:
+            self._acc(c.in_bias, dxp.sum((0, 1)))
+        if not c.additive and c.rec_bias in self.w:
+            self._acc(c.rec_bias, drp.sum((0, 1)))
+        for name, g in c.extra_grads(t0, t1).items():
+            self._acc(name, g)
+        if self.dX is not None:
+            self.dX[t0:t1] = self.back_ih(dxp.flatten(0, 1)).view(t1 - t0, *self.dX.shape[1:])
+
+    def result(self) -> tuple[dict[str, Tensor], Tensor | None]:
+        c = self.c
+        if c.additive and c.rec_bias and c.rec_bias in self.w:  # b_rec entered where b_in did
+            self.grads[c.rec_bias] = self.grads[c.in_bias].clone()
+        return self.grads, None if self.dX is None else self.dX.transpose(0, 1)  # (B, T, F)
 
 
 def unroll_bptt(cell: Cell, xs: Tensor, state=None, *, lengths=None, reverse: bool = False, record: list | None = None):
