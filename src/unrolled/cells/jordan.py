@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..linear import PackedLinear, weight_grads
+from ..linear import PackedLinear, chunk_steps, onednn_for_grads, weight_grads
 from .base import Cell, activation, activation_into, sigmoid_grad, tanh_grad
 
 HIDDEN_ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")
@@ -61,18 +62,22 @@ class JordanCell(Cell):
     rec_weight, rec_bias, in_bias, additive = "weight_yh", None, "bias", True
 
     def engine_setup(self, batch_size: int, steps: int) -> None:
-        """Per pass: the output weights packed for the steps, and (T, B, ·) buffers for h_t and ∂L/∂o_t (o_t the
-        output pre-activation), from which the output weights' gradients are one GEMM each. The engine runs
-        the steps t = 0..T-1, then their backwards t = T-1..0: `self.t` counts them."""
+        """Per pass: the output weights packed for the steps, each step's h_t, and a buffer of ∂L/∂o_t (o_t the
+        output pre-activation) for one chunk of steps, from which the engine takes the output weights'
+        gradients a chunk at a time (`extra_grads`). The engine runs the steps t = 0..T-1, then their
+        backwards t = T-1..0: `self.t` counts them."""
         self.out = PackedLinear(self.weight_hy, batch_size, steps)
         self.out_back = PackedLinear(self.weight_hy.T, batch_size, steps)
-        self.hs = self.weight_hy.new_empty(steps, batch_size, self.hidden_size)
-        self.dos = self.weight_hy.new_empty(steps, batch_size, self.output_size)
+        self.chunk = chunk_steps(batch_size)
+        self.onednn = onednn_for_grads(steps * batch_size, self.output_size, self.hidden_size)  # for the whole sum
+        self.hs: list[Tensor | None] = []
+        self.dos = self.weight_hy.new_empty(min(self.chunk, steps), batch_size, self.output_size)
         self.t = 0
 
     def step(self, a: Tensor, y_prev: Tensor, y: Tensor):
-        h = activation_into(self.hidden_activation, a, self.hs[self.t])
-        self.t += 1
+        h = activation_into(self.hidden_activation, a, torch.empty_like(a))  # a's memory is ∂L/∂a's later
+        self.hs.append(h)
+        self.t = len(self.hs)
         activation_into(self.output_activation, self.out(h, self.bias_y), y)
         return y, (h, None if self.output_activation == "identity" else y)  # y only where σ_y' needs it
 
@@ -81,19 +86,19 @@ class JordanCell(Cell):
         The fed-back y_{t-1} reaches the step only through W_yh, so there is no direct term."""
         h, y = saved
         self.t -= 1
-        do = self.dos[self.t]
+        do = self.dos[self.t % self.chunk]
         do.copy_(_act_backward(self.output_activation, dstate + dy, y))
         da.copy_(_act_backward(self.hidden_activation, self.out_back(do), h))
         return None
 
     def extra_grads(self, t0: int, t1: int) -> dict[str, Tensor]:
         """The output weights' gradients from steps t0..t1-1, one GEMM: Σ_t do_tᵀ h_t and Σ_t do_t."""
-        do, h = self.dos[t0:t1], self.hs[t0:t1]  # (n, B, O), (n, B, H)
-        grads = {"weight_hy": weight_grads(do, h)[0]}
+        do = self.dos[: t1 - t0]  # (n, B, O): the chunk's rows, t0 being a multiple of the chunk
+        h = torch.stack(self.hs[t0:t1])  # (n, B, H)
+        self.hs[t0:t1] = [None] * (t1 - t0)  # gone, as the steps' own saved tensors are
+        grads = {"weight_hy": weight_grads(do, h, onednn=self.onednn)[0]}
         if self.bias_y is not None:
             grads["bias_y"] = do.sum((0, 1))
-        if t0 == 0:  # the last chunk: a second backward through this pass sets the buffers up again
-            del self.hs, self.dos
         return grads
 
     def extra_repr(self) -> str:
