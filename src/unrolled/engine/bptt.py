@@ -7,13 +7,16 @@ cell (Elman, Jordan, LSTM: the step sees only xp + rp) b_rec is folded into XP a
 product is added into xp_t in place; large products go through oneDNN (linear.py). Backward walks
 from t = T to 1: the cell's local backward turns ∂L/∂state_t (from step t+1) plus ∂L/∂y_t (from the
 loss) into ∂L/∂xp_t, ∂L/∂rp_t and the direct part of ∂L/∂state_{t-1}, to which ∂L/∂rp_t W_rec is
-added. Weight gradients come last, each a GEMM over all steps: ∂W_ih = Σ_t ∂xp_tᵀ x_t,
-∂W_rec = Σ_t ∂rp_tᵀ r_{t-1} (r_{t-1} = y_{t-1} read from Y when there is no padding), and
-∂X = ∂XP W_ih; none is computed when nobody needs it.
+added. The weight gradients are GEMMs over many steps at once, ∂W_ih = Σ_t ∂xp_tᵀ x_t and
+∂W_rec = Σ_t ∂rp_tᵀ r_{t-1} (r_{t-1} = y_{t-1} read from Y when there is no padding), with
+∂X = ∂XP W_ih; none is computed when nobody needs it. They run in chunks of about 512 rows (16 steps
+of 32): measured as fast as one GEMM over all steps (16.3 vs 16.5 ms at the charlm size), with a fraction
+of the operand copies oneDNN makes.
 
 Memory: a cell that keeps its gates in z (`saves_z`: LSTM, GRU) has them in XP, and the backward writes
-∂L/∂z over them once read, so the pass holds one (T, B, G) buffer, not three; each step's saved tensors
-are freed as the backward passes it. That uses the forward's results up: a second backward through the
+∂L/∂z over them once read, so the pass holds one (T, B, G) buffer, not three; for the others (Elman,
+Jordan) the products over time are taken a chunk at a time during the backward, from a buffer of one
+chunk. Each step's saved tensors are freed as the backward passes it. That uses the forward's results up: a second backward through the
 same pass (`retain_graph=True`, gradcheck) runs the forward again first.
 
 Cells supply `step`, `step_backward` (writing into slices of one (T, B, G) buffer: no per-step
