@@ -40,6 +40,11 @@ def _stacked(layer: RecurrentLayer, xs: Tensor, hx: list[Tensor], lengths: Tenso
     return inputs, [torch.stack(parts) for parts in zip(*finals)]
 
 
+def _in_one_buffer(weights: list[Tensor]) -> bool:
+    """Whether the weights are views of one buffer (cuDNN's layout, made by `flatten_parameters`)."""
+    return len({p.untyped_storage().data_ptr() for p in weights}) == 1
+
+
 def _reference(layer, xs, hx, lengths):
     """Autograd through `unroll`."""
     return _stacked(layer, xs, hx, lengths, lambda k, cell, x, s, n, rev: unroll(cell, x, s, lengths=n, reverse=rev))
@@ -141,7 +146,7 @@ class RecurrentLayer(nn.Module):
             or not torch.backends.cudnn.is_acceptable(w[0])
             or not torch._use_cudnn_rnn_flatten_weight()
             or any(type(p) is not nn.Parameter or p.dtype != w[0].dtype for p in w)
-            or len({p.untyped_storage().data_ptr() for p in w}) == 1  # already one buffer
+            or _in_one_buffer(w)
         ):
             return
         from torch.backends.cudnn import rnn
@@ -155,7 +160,7 @@ class RecurrentLayer(nn.Module):
     def _save_to_state_dict(self, destination, prefix, keep_vars):
         super()._save_to_state_dict(destination, prefix, keep_vars)
         w = self.flat_weights()
-        if not keep_vars and len(w) > 1 and len({p.untyped_storage().data_ptr() for p in w}) == 1:
+        if not keep_vars and len(w) > 1 and _in_one_buffer(w):
             # cuDNN's one buffer (flatten_parameters): hand out copies, which a checkpoint can store apart
             for name, _ in self.named_parameters(recurse=False):
                 destination[prefix + name] = destination[prefix + name].clone()

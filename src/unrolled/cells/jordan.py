@@ -65,19 +65,18 @@ class JordanCell(Cell):
         """Per pass: the output weights packed for the steps, each step's h_t, and a buffer of ∂L/∂o_t (o_t the
         output pre-activation) for one chunk of steps, from which the engine takes the output weights'
         gradients a chunk at a time (`extra_grads`). The engine runs the steps t = 0..T-1, then their
-        backwards t = T-1..0: `self.t` counts them."""
+        backwards t = T-1..0: `self.t` counts the backwards still to come."""
         self.out = PackedLinear(self.weight_hy, batch_size, steps)
         self.out_back = PackedLinear(self.weight_hy.T, batch_size, steps)
         self.chunk = chunk_steps(batch_size)
         self.onednn = onednn_for_grads(steps * batch_size, self.output_size, self.hidden_size)  # for the whole sum
         self.hs: list[Tensor | None] = []
         self.dos = self.weight_hy.new_empty(min(self.chunk, steps), batch_size, self.output_size)
-        self.t = 0
+        self.t = steps
 
     def step(self, a: Tensor, y_prev: Tensor, y: Tensor):
         h = activation_into(self.hidden_activation, a, torch.empty_like(a))  # a's memory is ∂L/∂a's later
         self.hs.append(h)
-        self.t = len(self.hs)
         activation_into(self.output_activation, self.out(h, self.bias_y), y)
         return y, (h, None if self.output_activation == "identity" else y)  # y only where σ_y' needs it
 

@@ -16,8 +16,8 @@ of the operand copies oneDNN makes.
 Memory: a cell that keeps its gates in z (`saves_z`: LSTM, GRU) has them in XP, and the backward writes
 ∂L/∂z over them once read, so the pass holds one (T, B, G) buffer, not three; for the others (Elman,
 Jordan) the products over time are taken a chunk at a time during the backward, from a buffer of one
-chunk. Each step's saved tensors are freed as the backward passes it. That uses the forward's results up: a second backward through the
-same pass (`retain_graph=True`, gradcheck) runs the forward again first.
+chunk. Each step's saved tensors are freed as the backward passes it. That uses the forward's results
+up: a second backward through the same pass (`retain_graph=True`, gradcheck) runs the forward again.
 
 Cells supply `step`, `step_backward` (writing into slices of one (T, B, G) buffer: no per-step
 gradient is concatenated or stacked), `additive`, `saves_z`, and the names `rec_weight`, `rec_bias`,
@@ -120,7 +120,6 @@ class _BPTT(torch.autograd.Function):
         # at a time, as soon as the backward has done them, from a buffer of K steps reused chunk after chunk.
         # (Measured at the charlm size: chunks cost the LSTM 14 MB, the GRU 5% of its time; they save Jordan
         # 8 MB and the small Elman 1 MB.)
-        by_chunk = not c.saves_z
         dXP = XP if c.saves_z else X.new_empty(min(K, T), B, G)
         dRP = dXP if c.additive else torch.empty_like(dXP)  # additive cells: ∂L/∂xp = ∂L/∂rp
         back = PackedLinear(W_rec.T, B, T)  # ∂L/∂r_{t-1} = ∂L/∂rp_t W_rec
@@ -134,8 +133,8 @@ class _BPTT(torch.autograd.Function):
                 d_in = where_state(m, d_state, _rebuild(d_state, [torch.zeros_like(p) for p in _parts(d_state)]))
             if norms is not None:
                 norms[t] = torch.linalg.vector_norm(_rec_input(d_in) + dy)
-            dxp = dXP[t if dXP is XP else t % K]
-            drp = dxp if c.additive else dRP[t if dXP is XP else t % K]
+            row = t if c.saves_z else t % K
+            dxp, drp = dXP[row], dRP[row]
             if c.additive:
                 direct = c.step_backward(saved_steps[t], d_in, dy, dxp)
             else:
@@ -147,10 +146,10 @@ class _BPTT(torch.autograd.Function):
                 dh = back(drp, acc=direct[0])
                 d_prev = type(ctx.state0)(dh, *[torch.zeros_like(dh) if p is None else p for p in direct[1:]])
             d_state = d_prev if masks is None else where_state(masks[t], d_prev, d_state)
-            if by_chunk and t % K == 0:  # steps t .. t+K-1 are done
+            if not c.saves_z and t % K == 0:  # steps t .. t+K-1 are done
                 t1 = min(t + K, T)
                 sums.add(t, t1, dXP[: t1 - t], dRP[: t1 - t])
-        if not by_chunk:
+        if c.saves_z:
             sums.add(0, T, dXP, dRP)
         if norms is not None:
             ctx.record.append(norms)
