@@ -1,5 +1,7 @@
 """The explicit BPTT engine against autograd through `unroll`, gradcheck, and its per-step norms."""
 
+import os
+
 import pytest
 import torch
 from conftest import assert_close
@@ -7,7 +9,7 @@ from conftest import assert_close
 import unrolled
 from unrolled import ElmanCell, GRUCell, JordanCell, LSTMCell
 from unrolled.bench import peak_memory_mb
-from unrolled.engine import unroll_bptt
+from unrolled.engine import native, unroll_bptt
 from unrolled.layers import LAYERS
 
 CELLS = {
@@ -20,6 +22,20 @@ CELLS = {
     "jordan-softmax": lambda: JordanCell(3, 4, output_size=3, hidden_activation="relu", output_activation="softmax"),
     "jordan-sigmoid": lambda: JordanCell(3, 4, hidden_activation="sigmoid", output_activation="sigmoid", bias=False),
 }
+
+
+@pytest.fixture(params=["python", "c++"])
+def steps(request, monkeypatch):
+    """Where the engine runs its steps: the cells' Python `step`/`step_backward`, or the C++ loops
+    (native.cpp), which serve passes without padding or recorded norms. `UNROLLED_NATIVE=0` skips the
+    C++ half; otherwise a build that fails is a failure here, not a skip."""
+    if request.param == "python":
+        monkeypatch.setattr(native, "ops", lambda: None)
+    elif os.environ.get("UNROLLED_NATIVE") == "0":
+        pytest.skip("UNROLLED_NATIVE=0")
+    else:
+        assert native.ops() is not None, "the engine's C++ loops did not build"
+    return request.param
 
 
 def leaves(state):
@@ -36,7 +52,7 @@ def random_state(cell, B):
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("use_lengths", [False, True])
 @pytest.mark.parametrize("kind", sorted(CELLS))
-def test_engine_equals_autograd(kind, use_lengths, reverse):
+def test_engine_equals_autograd(kind, use_lengths, reverse, steps):
     cell = CELLS[kind]().double()
     xs = torch.randn(3, 6, 3, dtype=torch.double, requires_grad=True)
     s0 = random_state(cell, 3)
@@ -52,8 +68,8 @@ def test_engine_equals_autograd(kind, use_lengths, reverse):
         assert_close(b, a, 1e-10)
 
 
-@pytest.mark.parametrize("kind", ["tanh", "lstm", "gru", "jordan-softmax"])
-def test_engine_gradcheck(kind):
+@pytest.mark.parametrize("kind", ["tanh", "lstm", "gru", "jordan", "jordan-softmax"])
+def test_engine_gradcheck(kind, steps):
     cell = CELLS[kind]().double()
     names = [n for n, _ in cell.named_parameters()]
     params = [p.detach().clone().requires_grad_() for p in cell.parameters()]
@@ -63,7 +79,8 @@ def test_engine_gradcheck(kind):
 
     def f(xs, *rest):
         state = type(s0)(*rest[:n]) if isinstance(s0, tuple) else rest[0]
-        ys, final = unroll_bptt(cell.bind(dict(zip(names, rest[n:]))), xs, state, lengths=[4, 3])
+        lengths = [4, 3] if steps == "python" else None  # padding runs the Python steps
+        ys, final = unroll_bptt(cell.bind(dict(zip(names, rest[n:]))), xs, state, lengths=lengths)
         return ys, *leaves(final)
 
     assert torch.autograd.gradcheck(f, (xs, *leaves(s0), *params))
@@ -120,9 +137,9 @@ def test_bptt_peak_memory_is_not_more_than_reference(name):
 
 @pytest.mark.parametrize("steps_per_chunk", [2, 3])
 @pytest.mark.parametrize("kind", sorted(CELLS))
-def test_engine_equals_autograd_with_the_sums_taken_in_chunks(kind, steps_per_chunk, monkeypatch):
+def test_engine_equals_autograd_with_the_sums_taken_in_chunks(kind, steps_per_chunk, monkeypatch, steps):
     """The weight gradients and ∂X, taken a chunk of steps at a time during the backward (a buffer of one
-    chunk reused), equal autograd's: 7 steps in chunks of 2 or 3, with padding."""
+    chunk reused), equal autograd's: 7 steps in chunks of 2 or 3 (with padding for the Python steps)."""
     from unrolled import linear
 
     monkeypatch.setattr(linear, "GRAD_CHUNK_ROWS", 3 * steps_per_chunk)
@@ -131,7 +148,7 @@ def test_engine_equals_autograd_with_the_sums_taken_in_chunks(kind, steps_per_ch
     s0 = random_state(cell, 3)
     results = []
     for fn in (unrolled.unroll, unroll_bptt):
-        ys, state = fn(cell, xs, s0, lengths=torch.tensor([7, 2, 5]))
+        ys, state = fn(cell, xs, s0, lengths=torch.tensor([7, 2, 5]) if steps == "python" else None)
         loss = (ys * torch.linspace(-1, 1, ys.numel(), dtype=ys.dtype).view_as(ys)).sum() + leaves(state)[0].sum()
         results.append([ys, *torch.autograd.grad(loss, [xs, *leaves(s0), *cell.parameters()])])
     for a, b in zip(*results):
@@ -139,7 +156,7 @@ def test_engine_equals_autograd_with_the_sums_taken_in_chunks(kind, steps_per_ch
 
 
 @pytest.mark.parametrize("kind", sorted(CELLS))
-def test_engine_equals_autograd_for_a_single_step(kind):
+def test_engine_equals_autograd_for_a_single_step(kind, steps):
     """T = 1: no recurrent product in the weight gradients, only step 0's."""
     cell = CELLS[kind]().double()
     xs = torch.randn(3, 1, 3, dtype=torch.double, requires_grad=True)
@@ -154,11 +171,11 @@ def test_engine_equals_autograd_for_a_single_step(kind):
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru", "jordan"])
-def test_a_second_backward_through_the_same_pass_gives_the_same_gradients(kind):
+def test_a_second_backward_through_the_same_pass_gives_the_same_gradients(kind, steps):
     """The backward uses up what the forward saved; going back again (retain_graph=True) recomputes it."""
     cell = CELLS[kind]().double()
     xs = torch.randn(3, 6, 3, dtype=torch.double, requires_grad=True)
-    ys, _ = unroll_bptt(cell, xs, lengths=torch.tensor([6, 2, 4]))
+    ys, _ = unroll_bptt(cell, xs, lengths=torch.tensor([6, 2, 4]) if steps == "python" else None)
     loss = (torch.linspace(-1, 1, ys.numel(), dtype=ys.dtype).view_as(ys) * ys).sum()
     first = torch.autograd.grad(loss, [xs, *cell.parameters()], retain_graph=True)
     second = torch.autograd.grad(loss, [xs, *cell.parameters()])
@@ -167,7 +184,7 @@ def test_a_second_backward_through_the_same_pass_gives_the_same_gradients(kind):
 
 
 @pytest.mark.parametrize("name", ["jordan", "lstm", "gru"])
-def test_engine_skips_gradients_nobody_needs_and_the_others_are_unchanged(name):
+def test_engine_skips_gradients_nobody_needs_and_the_others_are_unchanged(name, steps):
     """Inputs without requires_grad and frozen weights get no GEMM; every other gradient is as before."""
     torch.manual_seed(0)
     layer = LAYERS[name](3, 5, num_layers=2, dtype=torch.double)
@@ -184,7 +201,7 @@ def test_engine_skips_gradients_nobody_needs_and_the_others_are_unchanged(name):
 
 
 @pytest.mark.parametrize("name", ["elman", "jordan", "lstm", "gru"])
-def test_engine_on_onednn_packed_weights_matches_reference_in_float32(name, monkeypatch):
+def test_engine_on_onednn_packed_weights_matches_reference_in_float32(name, monkeypatch, steps):
     """oneDNN's GEMMs run only for large products; force them on a small layer and compare."""
     from unrolled import linear
 
@@ -203,7 +220,7 @@ def test_engine_on_onednn_packed_weights_matches_reference_in_float32(name, monk
     for backend in ("reference", "bptt"):
         layer.zero_grad(set_to_none=True)
         xs.grad = None
-        ys, state = layer(xs, lengths=[7, 5, 2, 1], backend=backend)
+        ys, state = layer(xs, lengths=[7, 5, 2, 1] if steps == "python" else None, backend=backend)
         ((w * ys).sum() + state[0].square().sum()).backward()
         results[backend] = [ys, *state, xs.grad, *[p.grad for p in layer.parameters()]]
     for i, (got, want) in enumerate(zip(results["bptt"], results["reference"])):
@@ -230,3 +247,53 @@ def test_onednn_one_shot_products_match_float64(monkeypatch):
     steps = x.view(5, 10, 7).transpose(0, 1)  # (S, B, F) = (10, 5, 7), not contiguous
     (g_s,) = linear.weight_grads(d.view(5, 10, 9).transpose(0, 1), steps)
     assert_close(g_s.double(), d64.T @ x64, 1e-5, "steps of rows")
+
+
+@pytest.mark.parametrize("kind", ["tanh", "relu", "lstm", "gru", "gru-nobias", "jordan", "jordan-sigmoid"])
+def test_engine_runs_the_cpp_loops_where_it_can_and_the_python_steps_elsewhere(kind, monkeypatch):
+    """A spy on the C++ ops: a pass without padding or recorded norms runs the cell's two C++ loops; with
+    either, none (and Jordan with a softmax output never: that one is Python only)."""
+    real = native.ops()
+    if real is None:
+        pytest.skip("UNROLLED_NATIVE=0") if os.environ.get("UNROLLED_NATIVE") == "0" else pytest.fail("no C++ loops")
+    calls = []
+
+    class Spy:
+        def __getattr__(self, name):
+            calls.append(name)
+            return getattr(real, name)
+
+    monkeypatch.setattr(native, "ops", Spy)
+    cell = CELLS[kind]().double()
+    xs = torch.randn(2, 5, 3, dtype=torch.double, requires_grad=True)
+    family = type(cell).__name__.removesuffix("Cell").lower()
+    for kwargs, want in [
+        ({}, [f"{family}_forward", f"{family}_backward"]),
+        ({"lengths": [5, 3]}, []),
+        ({"record": []}, []),
+    ]:
+        calls.clear()
+        unroll_bptt(cell, xs, **kwargs)[0].sum().backward()
+        assert calls == want, kwargs
+
+
+@pytest.mark.parametrize("name", ["elman", "jordan", "lstm", "gru"])
+def test_cpp_loops_split_between_threads_give_the_same_numbers(name):
+    """The C++ loops split a step's rows between threads when the step is large: 2 threads = 1 thread."""
+    if native.ops() is None:
+        pytest.skip("no C++ loops")
+    layer = LAYERS[name](5, 64, dtype=torch.double)
+    xs = torch.randn(300, 3, 5, dtype=torch.double, requires_grad=True)
+    results = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        try:
+            layer.zero_grad(set_to_none=True)
+            xs.grad = None
+            ys, _ = layer(xs, backend="bptt")
+            (torch.linspace(-1, 1, ys.numel(), dtype=ys.dtype).view_as(ys) * ys).sum().backward()
+            results.append([ys, xs.grad, *[p.grad for p in layer.parameters()]])
+        finally:
+            torch.set_num_threads(1)
+    for a, b in zip(*results):
+        assert_close(b, a, 1e-12)

@@ -50,6 +50,10 @@ ACTIVATIONS = {
 }
 
 
+# the activations' codes in the engine's C++ loops (engine/native.cpp, enum Act)
+ACT_CODES = {"identity": 0, "tanh": 1, "relu": 2, "sigmoid": 3}
+
+
 def tanh_via_sigmoid(a: Tensor, out: Tensor | None = None) -> Tensor:
     """tanh(a) = 2σ(2a) − 1. On this project's CPU build σ's kernel is about 4× faster than tanh's (and
     tanh's does not use a second thread): docs/benchmarks.md. Absolute error ≤ 2e-7 in float32."""
@@ -102,6 +106,11 @@ class Cell(nn.Module):
     # When new_state's first field is y_out itself, the engine keeps no separate copy of it.
     additive: bool = False
     saves_z: bool = False
+    # A cell with `native` has the same two steps T at a time in C++ (engine/native.cpp), which the engine
+    # uses where it can: `native_forward(ops, XP, state, Y, rec, b_rec) -> (final state, saved)` and
+    # `native_backward(ops, saved, t0, t1, dY, d_state, back, dxp, drp) -> d_state_{t0-1}` for the steps
+    # t0..t1-1 (rec and back: the PackedLinear of W_rec and of W_recᵀ).
+    native: bool = False
 
     def _param(self, *shape: int, device=None, dtype=None) -> nn.Parameter:
         return nn.Parameter(torch.empty(*shape, device=device, dtype=dtype))

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import Cell, activation, activation_into, tanh_grad
+from .base import ACT_CODES, Cell, activation, activation_into, tanh_grad
 
 
 class ElmanCell(Cell):
@@ -64,6 +64,16 @@ class ElmanCell(Cell):
         else:
             dz.copy_(d)
         return None  # direct ∂L/∂h_{t-1}: none, only through W_hh
+
+    # -- the same two steps, T at a time, in C++ (engine/native.cpp: elman_forward, elman_backward) --
+    native = True
+
+    def native_forward(self, ops, XP: Tensor, h: Tensor, Y: Tensor, rec, b_rec):
+        ops.elman_forward(XP, h, rec.weight, rec.packed, ACT_CODES[self.nonlinearity], Y)
+        return Y[-1], Y  # h_t = y_t: Y is all the backward needs
+
+    def native_backward(self, ops, Y: Tensor, t0: int, t1: int, dY: Tensor, dh: Tensor, back, dz: Tensor, _):
+        return ops.elman_backward(dz, Y, dY, dh, back.weight, back.packed, ACT_CODES[self.nonlinearity], t0, t1)
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}, nonlinearity={self.nonlinearity!r}"

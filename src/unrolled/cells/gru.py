@@ -76,3 +76,17 @@ class GRUCell(Cell):
         dxp[:, 2 * H :].copy_(dn)
         drp[:, : 2 * H] = dxp[:, : 2 * H]
         return direct  # direct ∂L/∂h_{t-1}
+
+    # -- the same two steps, T at a time, in C++ (engine/native.cpp: gru_forward, gru_backward) --
+    native = True
+
+    def native_forward(self, ops, XP: Tensor, h: Tensor, Y: Tensor, rec, b_rec):
+        """All T steps: r, z, n over XP, h_t into Y, W_hn h_{t-1} + b_hn into a (T, B, H) buffer."""
+        HN = torch.empty_like(Y)
+        ops.gru_forward(XP, h, rec.weight, rec.packed, b_rec, Y, HN)
+        return Y[-1], (Y, HN, h)
+
+    def native_backward(self, ops, saved, t0: int, t1: int, dY: Tensor, dh: Tensor, back, dxp: Tensor, drp: Tensor):
+        """All T steps back (the engine gives this cell, which keeps its gates in xp, one chunk: 0..T)."""
+        Y, HN, h0 = saved
+        return ops.gru_backward(dxp, drp, HN, Y, h0, dY, dh, back.weight, back.packed)

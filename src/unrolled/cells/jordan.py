@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..linear import PackedLinear, chunk_steps, onednn_for_grads, weight_grads
-from .base import Cell, activation, activation_into, sigmoid_grad, tanh_grad
+from .base import ACT_CODES, Cell, activation, activation_into, sigmoid_grad, tanh_grad
 
 HIDDEN_ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")
 OUTPUT_ACTIVATIONS = ("identity", "tanh", "sigmoid", "softmax")
@@ -90,11 +90,34 @@ class JordanCell(Cell):
         da.copy_(_act_backward(self.hidden_activation, self.out_back(do), h))
         return None
 
+    # -- the same two steps, T at a time, in C++ (engine/native.cpp: jordan_forward, jordan_backward) --
+    @property
+    def native(self) -> bool:
+        return self.output_activation in ACT_CODES  # not softmax: that one runs in Python
+
+    def native_forward(self, ops, XP: Tensor, y: Tensor, Y: Tensor, rec, b_rec):
+        """All T steps: h_t over XP (kept as `hs`, a (T, B, H) tensor), y_t into Y."""
+        codes = ACT_CODES[self.hidden_activation], ACT_CODES[self.output_activation]
+        ops.jordan_forward(XP, y, rec.weight, rec.packed, self.out.weight, self.out.packed, self.bias_y, *codes, Y)
+        self.hs = XP
+        return Y[-1], Y
+
+    def native_backward(self, ops, Y: Tensor, t0: int, t1: int, dY: Tensor, dy: Tensor, back, da: Tensor, _):
+        """Steps t1-1..t0 back, writing ∂L/∂a into `da` and ∂L/∂o into this pass's chunk buffer `dos`."""
+        codes = ACT_CODES[self.hidden_activation], ACT_CODES[self.output_activation]
+        ob = self.out_back
+        return ops.jordan_backward(
+            da, self.dos[: t1 - t0], self.hs, Y, dY, dy, back.weight, back.packed, ob.weight, ob.packed, *codes, t0, t1
+        )
+
     def extra_grads(self, t0: int, t1: int) -> dict[str, Tensor]:
         """The output weights' gradients from steps t0..t1-1, one GEMM: Σ_t do_tᵀ h_t and Σ_t do_t."""
         do = self.dos[: t1 - t0]  # (n, B, O): the chunk's rows, t0 being a multiple of the chunk
-        h = torch.stack(self.hs[t0:t1])  # (n, B, H)
-        self.hs[t0:t1] = [None] * (t1 - t0)  # gone, as the steps' own saved tensors are
+        if isinstance(self.hs, Tensor):  # the C++ steps' (T, B, H)
+            h = self.hs[t0:t1]
+        else:
+            h = torch.stack(self.hs[t0:t1])  # (n, B, H)
+            self.hs[t0:t1] = [None] * (t1 - t0)  # gone, as the steps' own saved tensors are
         grads = {"weight_hy": weight_grads(do, h, onednn=self.onednn)[0]}
         if self.bias_y is not None:
             grads["bias_y"] = do.sum((0, 1))

@@ -82,3 +82,18 @@ class LSTMCell(Cell):
         sigmoid_grad(dc * g, i, out=di)
         dg.copy_(dg_new)
         return LSTMState(None, dc_prev)
+
+    # -- the same two steps, T at a time, in C++ (engine/native.cpp: lstm_forward, lstm_backward) --
+    native = True
+
+    def native_forward(self, ops, XP: Tensor, state: LSTMState, Y: Tensor, rec, b_rec):
+        """All T steps: the gates over XP, h_t into Y, c_t into a (T, B, H) buffer C, which is what is saved."""
+        C = torch.empty_like(Y)
+        ops.lstm_forward(XP, state.h, state.c, rec.weight, rec.packed, Y, C)
+        return LSTMState(Y[-1], C[-1]), (C, state.c)
+
+    def native_backward(self, ops, saved, t0: int, t1: int, dY: Tensor, d: LSTMState, back, dz: Tensor, _):
+        """All T steps back (the engine gives this cell, which keeps its gates in z, one chunk: 0..T)."""
+        C, c0 = saved
+        dh, dc = ops.lstm_backward(dz, C, c0, dY, d.h, d.c, back.weight, back.packed)
+        return LSTMState(dh, dc)

@@ -35,6 +35,7 @@ from torch import Tensor
 from ..cells.base import Cell
 from ..linear import PackedLinear, chunk_steps, linear, onednn_for_grads, weight_grads
 from ..unroll import prepare, reverse_padded, where_state
+from . import native
 
 
 def _parts(state) -> list[Tensor]:
@@ -50,11 +51,22 @@ def _rec_input(state) -> Tensor:
     return state if isinstance(state, Tensor) else state[0]
 
 
-def _forward(c: Cell, X: Tensor, state0, masks, w: dict):
-    """The forward pass over time: (XP, Y, what each step saved, the stacked r_{t-1} or None, the final state).
+def _native_ops(c: Cell, X: Tensor, masks, record):
+    """The C++ time loops (native.py) when they serve this pass: the cell has them, on the CPU, without
+    padding or recorded norms (those run the Python steps); else None."""
+    if masks is not None or record is not None or not c.native:
+        return None
+    if X.device.type != "cpu" or X.dtype not in (torch.float32, torch.float64):
+        return None
+    return native.ops()
+
+
+def _forward(c: Cell, X: Tensor, state0, masks, w: dict, ops=None):
+    """The forward pass over time: (XP, Y, what the steps saved, the stacked r_{t-1} or None, the final state).
 
     XP = X W_ihᵀ + b is one GEMM; an additive cell's z_t = xp_t + r_{t-1} W_recᵀ is then written over xp_t,
-    so that XP holds the steps' z (and the gates a cell saves there) with no second (T, B, G) buffer."""
+    so that XP holds the steps' z (and the gates a cell saves there) with no second (T, B, G) buffer.
+    With `ops` (the C++ loops) the cell's `native_forward` runs all T steps at once."""
     b_in, b_rec = w.get(c.in_bias), w.get(c.rec_bias) if c.rec_bias else None
     if c.additive and b_rec is not None:  # the cell sees only xp + rp: add b_rec once, not T times
         b_in, b_rec = (b_rec if b_in is None else b_in + b_rec), None
@@ -63,6 +75,9 @@ def _forward(c: Cell, X: Tensor, state0, masks, w: dict):
     XP = linear(X.flatten(0, 1), w["weight_ih"], b_in).view(T, B, -1)  # (T, B, G), one GEMM
     rec = PackedLinear(w[c.rec_weight], B, T)
     Y = X.new_empty(T, B, c.output_size)  # each step writes y_t into Y[t]
+    if ops is not None:
+        state, saved = c.native_forward(ops, XP, state0, Y, rec, b_rec)
+        return XP, Y, saved, None, state
     state, saved, rec_inputs = state0, [], []
     r_is_y = masks is None  # then r_t = y_{t-1} (a view of Y): W_rec's gradient needs no copy of them
     for t in range(T):
@@ -88,12 +103,13 @@ class _BPTT(torch.autograd.Function):
         state0 = _rebuild(cell.init_state(1, device="meta"), list(tensors[:n_state]))
         w = dict(zip(names, tensors[n_state:]))
         c = cell.bind(w)
-        X = xs.transpose(0, 1)  # (T, B, F): time-major inside
-        XP, Y, saved, R, state = _forward(c, X, state0, masks, w)
-        ctx.c, ctx.names, ctx.masks, ctx.record, ctx.n_state = c, names, masks, record, n_state
+        X = xs.transpose(0, 1).contiguous()  # (T, B, F): time-major inside, one copy read by every GEMM
+        ops = _native_ops(c, X, masks, record)
+        XP, Y, saved, R, state = _forward(c, X, state0, masks, w, ops)
+        ctx.c, ctx.names, ctx.masks, ctx.record, ctx.n_state, ctx.ops = c, names, masks, record, n_state, ops
         ctx.state0, ctx.steps = state0, (XP if c.saves_z else None, saved)
         ctx.save_for_backward(X, Y, R, *tensors[n_state:])
-        final = [p.clone() if p._base is Y else p for p in _parts(state)]
+        final = [p if p._base is None else p.clone() for p in _parts(state)]  # not views of whole buffers
         return (Y, *final)  # (T, B, O) time-major, final state
 
     @staticmethod
@@ -105,7 +121,7 @@ class _BPTT(torch.autograd.Function):
         # writes ∂L/∂z over z. A second backward through the same pass (gradcheck, retain_graph=True)
         # runs the forward again first, from the saved inputs.
         if ctx.steps is None:
-            XP, _, saved_steps, _, _ = _forward(c, X, ctx.state0, masks, w)
+            XP, _, saved_steps, _, _ = _forward(c, X, ctx.state0, masks, w, ctx.ops)
         else:
             (XP, saved_steps), ctx.steps = ctx.steps, None
         W_rec = w[c.rec_weight]
@@ -125,36 +141,47 @@ class _BPTT(torch.autograd.Function):
         back = PackedLinear(W_rec.T, B, T)  # ∂L/∂r_{t-1} = ∂L/∂rp_t W_rec
         sums = _ChunkSums(ctx, c, X, Y, R, w, K)
         norms = torch.empty(T, dtype=X.dtype, device=X.device) if ctx.record is not None else None
-        for t in range(T - 1, -1, -1):
-            dy, d_in = dY[t], d_state
-            if masks is not None:
-                m = masks[t]
-                dy = torch.where(m, dy, 0.0)
-                d_in = where_state(m, d_state, _rebuild(d_state, [torch.zeros_like(p) for p in _parts(d_state)]))
-            if norms is not None:
-                norms[t] = torch.linalg.vector_norm(_rec_input(d_in) + dy)
-            row = t if c.saves_z else t % K
-            dxp, drp = dXP[row], dRP[row]
-            if c.additive:
-                direct = c.step_backward(saved_steps[t], d_in, dy, dxp)
+        if ctx.ops is not None:
+            dY = dY.contiguous()  # the C++ loops read time-major rows
+        chunks = [(0, T)] if c.saves_z else [(t0, min(t0 + K, T)) for t0 in range(0, T, K)]
+        for t0, t1 in reversed(chunks):
+            rows = slice(t0, t1) if c.saves_z else slice(0, t1 - t0)
+            dxp, drp = dXP[rows], dRP[rows]
+            if ctx.ops is not None:  # all of the chunk's steps in C++
+                d_state = c.native_backward(ctx.ops, saved_steps, t0, t1, dY, d_state, back, dxp, drp)
             else:
-                direct = c.step_backward(saved_steps[t], d_in, dy, dxp, drp)
-            saved_steps[t] = None  # as autograd does: what step t saved goes once its backward has run
-            if isinstance(ctx.state0, Tensor):
-                d_prev = back(drp, acc=direct)
-            else:  # the recurrent weights see only h; the other fields pass on directly (or not at all)
-                dh = back(drp, acc=direct[0])
-                d_prev = type(ctx.state0)(dh, *[torch.zeros_like(dh) if p is None else p for p in direct[1:]])
-            d_state = d_prev if masks is None else where_state(masks[t], d_prev, d_state)
-            if not c.saves_z and t % K == 0:  # steps t .. t+K-1 are done
-                t1 = min(t + K, T)
-                sums.add(t, t1, dXP[: t1 - t], dRP[: t1 - t])
-        if c.saves_z:
-            sums.add(0, T, dXP, dRP)
+                d_state = _steps_backward(c, saved_steps, t0, t1, dY, d_state, back, dxp, drp, masks, norms)
+            sums.add(t0, t1, dxp, drp)
         if norms is not None:
             ctx.record.append(norms)
         grads, dxs = sums.result()
         return (None, None, None, None, None, dxs, *_parts(d_state), *[grads.get(n) for n in ctx.names])
+
+
+def _steps_backward(c: Cell, saved_steps, t0, t1, dY, d_state, back, dXP, dRP, masks, norms):
+    """The steps t1-1 down to t0 in Python: each cell's `step_backward`, then ∂L/∂rp_t W_rec into ∂L/∂r_{t-1}.
+    Writes ∂L/∂xp_t (∂L/∂rp_t) into dXP[t - t0] (dRP[t - t0]); returns ∂L/∂state_{t0-1}."""
+    for t in range(t1 - 1, t0 - 1, -1):
+        dy, d_in = dY[t], d_state
+        if masks is not None:
+            m = masks[t]
+            dy = torch.where(m, dy, 0.0)
+            d_in = where_state(m, d_state, _rebuild(d_state, [torch.zeros_like(p) for p in _parts(d_state)]))
+        if norms is not None:
+            norms[t] = torch.linalg.vector_norm(_rec_input(d_in) + dy)
+        dxp, drp = dXP[t - t0], dRP[t - t0]
+        if c.additive:
+            direct = c.step_backward(saved_steps[t], d_in, dy, dxp)
+        else:
+            direct = c.step_backward(saved_steps[t], d_in, dy, dxp, drp)
+        saved_steps[t] = None  # as autograd does: what step t saved goes once its backward has run
+        if isinstance(d_state, Tensor):
+            d_prev = back(drp, acc=direct)
+        else:  # the recurrent weights see only h; the other fields pass on directly (or not at all)
+            dh = back(drp, acc=direct[0])
+            d_prev = type(d_state)(dh, *[torch.zeros_like(dh) if p is None else p for p in direct[1:]])
+        d_state = d_prev if masks is None else where_state(masks[t], d_prev, d_state)
+    return d_state
 
 
 class _ChunkSums:
