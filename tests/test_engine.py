@@ -297,3 +297,13 @@ def test_cpp_loops_split_between_threads_give_the_same_numbers(name):
             torch.set_num_threads(1)
     for a, b in zip(*results):
         assert_close(b, a, 1e-12)
+
+
+def test_cpp_transpose_equals_torch():
+    """The tiled transpose that packs Wᵀ for the backward's products (linear.PackedLinear)."""
+    if native.ops() is None:
+        pytest.skip("no C++ loops")
+    for shape in [(1, 1), (17, 33), (64, 16), (300, 129)]:
+        for dtype in (torch.float32, torch.float64):
+            w = torch.randn(shape, dtype=dtype)
+            assert torch.equal(native.ops().transposed(w), w.T)

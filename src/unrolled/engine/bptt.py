@@ -103,7 +103,7 @@ class _BPTT(torch.autograd.Function):
         state0 = _rebuild(cell.init_state(1, device="meta"), list(tensors[:n_state]))
         w = dict(zip(names, tensors[n_state:]))
         c = cell.bind(w)
-        X = xs.transpose(0, 1).contiguous()  # (T, B, F): time-major inside, one copy read by every GEMM
+        X = xs.transpose(0, 1)  # (T, B, F): time-major inside
         ops = _native_ops(c, X, masks, record)
         XP, Y, saved, R, state = _forward(c, X, state0, masks, w, ops)
         ctx.c, ctx.names, ctx.masks, ctx.record, ctx.n_state, ctx.ops = c, names, masks, record, n_state, ops
@@ -141,8 +141,8 @@ class _BPTT(torch.autograd.Function):
         back = PackedLinear(W_rec.T, B, T)  # ∂L/∂r_{t-1} = ∂L/∂rp_t W_rec
         sums = _ChunkSums(ctx, c, X, Y, R, w, K)
         norms = torch.empty(T, dtype=X.dtype, device=X.device) if ctx.record is not None else None
-        if ctx.ops is not None:
-            dY = dY.contiguous()  # the C++ loops read time-major rows
+        if ctx.ops is not None and dY.stride(-1) != 1:
+            dY = dY.contiguous()  # the C++ loops read contiguous rows, time-major or batch-first
         chunks = [(0, T)] if c.saves_z else [(t0, min(t0 + K, T)) for t0 in range(0, T, K)]
         for t0, t1 in reversed(chunks):
             rows = slice(t0, t1) if c.saves_z else slice(0, t1 - t0)
@@ -193,30 +193,25 @@ class _ChunkSums:
     def __init__(self, ctx, c: Cell, X: Tensor, Y: Tensor, R: Tensor | None, w: dict, K: int):
         T, B, G = X.shape[0], X.shape[1], w[c.rec_weight].shape[0]
         needed = dict(zip(ctx.names, ctx.needs_input_grad[6 + ctx.n_state :]))  # frozen weights: no GEMM
-        self.c, self.X, self.Y, self.R, self.w, self.h0 = c, X, Y, R, w, _rec_input(ctx.state0)
+        self.c, self.X, self.w = c, X, w
+        self.prev = _Shifted(_rec_input(ctx.state0), Y) if R is None else R  # r_{t-1} for t = 0..T-1
         self.ih, self.rec = needed["weight_ih"], needed[c.rec_weight]
         self.onednn = onednn_for_grads(T * B, G, X.shape[2])  # decided for the whole sum, not a chunk
         self.grads: dict[str, Tensor] = {}
         self.want_dX, self.dX = ctx.needs_input_grad[5], None  # (T, B, F), made at the first chunk
         self.back_ih = PackedLinear(w["weight_ih"].T, K * B, T) if self.want_dX else None
 
-    def _r(self, a: int, b: int) -> Tensor:
-        """r_{t-1} for steps a..b-1 (a ≥ 1): y_{t-1} read from Y when there is no padding."""
-        return self.Y[a - 1 : b - 1] if self.R is None else self.R[a:b]
-
     def _acc(self, name: str, g: Tensor) -> None:
         self.grads[name] = g if name not in self.grads else self.grads[name].add_(g)
 
     def add(self, t0: int, t1: int, dxp: Tensor, drp: Tensor) -> None:
         """Steps t0..t1-1, with their ∂L/∂xp and ∂L/∂rp (each (t1 - t0, B, G))."""
-        c, a = self.c, max(t0, 1)  # step 0 apart: r_0 = h_0 is not in Y
-        ih = [("weight_ih", self.X[0], self.X[a:t1])] if self.ih else []
-        rec = [(c.rec_weight, self.h0, self._r(a, t1))] if self.rec else []
+        c = self.c
+        ih = [("weight_ih", self.X[t0:t1])] if self.ih else []
+        rec = [(c.rec_weight, self.prev[t0:t1])] if self.rec else []
         for d, items in [(dxp, ih + rec)] if c.additive else [(dxp, ih), (drp, rec)]:
-            for (name, x0, _), g in zip(
-                items, weight_grads(d[a - t0 :], *[x for _, _, x in items], onednn=self.onednn)
-            ):
-                self._acc(name, g.addmm_(d[0].T, x0) if t0 == 0 else g)
+            for (name, _), g in zip(items, weight_grads(d, *[x for _, x in items], onednn=self.onednn)):
+                self._acc(name, g)
         if c.in_bias in self.w:
             self._acc(c.in_bias, dxp.sum((0, 1)))
         if not c.additive and c.rec_bias in self.w:
@@ -237,6 +232,26 @@ class _ChunkSums:
         if c.additive and c.rec_bias and c.rec_bias in self.w:  # b_rec entered where b_in did
             self.grads[c.rec_bias] = self.grads[c.in_bias].clone()
         return self.grads, None if self.dX is None else self.dX.transpose(0, 1)  # (B, T, F)
+
+
+class _Shifted:
+    """h_0, y_0, ..., y_{T-2}: what W_rec multiplied at steps 0..T-1, without a copy of Y. Slices stay lazy
+    until `reshape` (weight_grads takes them a chunk at a time): a view of Y, or, for the chunk holding
+    step 0, h_0 stacked on one (a copy of one chunk)."""
+
+    def __init__(self, h0: Tensor, Y: Tensor, start: int = 0, stop: int | None = None):
+        self.h0, self.Y, self.start, self.stop = h0, Y, start, Y.shape[0] if stop is None else stop
+        self.shape = (self.stop - self.start, *Y.shape[1:])
+
+    def __getitem__(self, s: slice) -> _Shifted:
+        a, b, _ = s.indices(self.shape[0])
+        return _Shifted(self.h0, self.Y, self.start + a, self.start + max(a, b))
+
+    def reshape(self, *shape) -> Tensor:
+        a, b = self.start, self.stop
+        if a > 0:
+            return self.Y[a - 1 : b - 1].reshape(*shape)
+        return torch.cat([self.h0.unsqueeze(0), self.Y[: max(b - 1, 0)]])[: b - a].reshape(*shape)
 
 
 def unroll_bptt(cell: Cell, xs: Tensor, state=None, *, lengths=None, reverse: bool = False, record: list | None = None):

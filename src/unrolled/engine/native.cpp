@@ -93,6 +93,20 @@ at::Tensor matmul_add(const at::Tensor& x, const at::Tensor& w, const std::optio
   return at::addmm(acc, x, w.t());
 }
 
+// ∂L/∂Y, (T, B, N) with contiguous rows: time-major, or a batch-first tensor seen time-major, read in place.
+template <typename T>
+struct Rows {
+  const T* p;
+  int64_t st, sb;
+  explicit Rows(const at::Tensor& x) : p(x.data_ptr<T>()), st(x.stride(0)), sb(x.stride(1)) {}
+  const T* operator()(int64_t t, int64_t b) const { return p + t * st + b * sb; }
+};
+
+void check_rows(const at::Tensor& t) {
+  TORCH_CHECK(t.dim() == 3 && t.stride(2) == 1 && t.device().is_cpu(),
+              "unrolled native engine: the output gradient must be a CPU tensor with contiguous rows");
+}
+
 // f(b) for every batch row b; the rows are split between threads when the step is large enough.
 template <typename F>
 void each_row(int64_t B, int64_t row_len, const F& f) {
@@ -106,6 +120,31 @@ void check(std::initializer_list<at::Tensor> buffers) {
   for (const auto& t : buffers)
     TORCH_CHECK(t.is_contiguous() && t.device().is_cpu(), "unrolled native engine: time-major buffers must be "
                 "contiguous CPU tensors");
+}
+
+// ------------------------------------------------------------------------------------------- weights
+// Wᵀ, contiguous: a tiled transpose (torch's strided copy took about 4× as long for a (2048, 512) weight
+// here); what linear.PackedLinear packs for the backward's products ∂z W.
+
+at::Tensor transposed(const at::Tensor& w) {
+  TORCH_CHECK(w.dim() == 2 && w.is_contiguous() && w.device().is_cpu(), "transposed: a contiguous CPU matrix");
+  const int64_t R = w.size(0), C = w.size(1), tile = 16;
+  at::Tensor out = at::empty({C, R}, w.options());
+  AT_DISPATCH_FLOATING_TYPES(w.scalar_type(), "transposed", [&] {
+    const scalar_t* src = w.data_ptr<scalar_t>();
+    scalar_t* dst = out.data_ptr<scalar_t>();
+    at::parallel_for(0, C, tile, [&](int64_t c_begin, int64_t c_end) {
+      for (int64_t c0 = c_begin; c0 < c_end; c0 += tile) {
+        const int64_t c1 = std::min(c_end, c0 + tile);
+        for (int64_t r0 = 0; r0 < R; r0 += tile) {
+          const int64_t r1 = std::min(R, r0 + tile);
+          for (int64_t c = c0; c < c1; ++c)
+            for (int64_t r = r0; r < r1; ++r) dst[c * R + r] = src[r * C + c];
+        }
+      }
+    });
+  });
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------- LSTM
@@ -160,16 +199,16 @@ template <typename T>
 void lstm_backward_t(at::Tensor& XP, const at::Tensor& C, const at::Tensor& c0, const at::Tensor& dY,
                      at::Tensor& dh, at::Tensor& dc, const at::Tensor& Wt, const std::optional<at::Tensor>& packed) {
   const int64_t S = XP.size(0), B = XP.size(1), H = C.size(2), n = B * H;
+  const Rows<T> dy(dY);
   T* dcp = dc.data_ptr<T>();
   for (int64_t t = S - 1; t >= 0; --t) {
     T* z = XP.data_ptr<T>() + t * 4 * n;
     const T* cp = t == 0 ? c0.data_ptr<T>() : C.data_ptr<T>() + (t - 1) * n;
     const T* ct = C.data_ptr<T>() + t * n;
-    const T* dy = dY.data_ptr<T>() + t * n;
     const T* dhp = dh.data_ptr<T>();
     each_row(B, 4 * H, [&](int64_t b) {
       T* zb = z + b * 4 * H;
-      const T *cpb = cp + b * H, *cb = ct + b * H, *dyb = dy + b * H, *dhb = dhp + b * H;
+      const T *cpb = cp + b * H, *cb = ct + b * H, *dyb = dy(t, b), *dhb = dhp + b * H;
       T* dcb = dcp + b * H;
 #pragma omp simd
       for (int64_t j = 0; j < H; ++j) {
@@ -191,7 +230,8 @@ void lstm_backward_t(at::Tensor& XP, const at::Tensor& C, const at::Tensor& c0, 
 std::tuple<at::Tensor, at::Tensor> lstm_backward(at::Tensor XP, const at::Tensor& C, const at::Tensor& c0,
                                                  const at::Tensor& dY, const at::Tensor& dhT, const at::Tensor& dcT,
                                                  const at::Tensor& Wt, const std::optional<at::Tensor>& packed) {
-  check({XP, C, dY});
+  check({XP, C});
+  check_rows(dY);
   at::Tensor dh = dhT.contiguous(), dc = dcT.clone(at::MemoryFormat::Contiguous);
   AT_DISPATCH_FLOATING_TYPES(XP.scalar_type(), "lstm_backward",
                              [&] { lstm_backward_t<scalar_t>(XP, C, c0.contiguous(), dY, dh, dc, Wt, packed); });
@@ -232,12 +272,15 @@ template <typename T, int A>
 at::Tensor elman_backward_t(at::Tensor& dZ, const at::Tensor& Y, const at::Tensor& dY, at::Tensor dh,
                             const at::Tensor& Wt, const std::optional<at::Tensor>& packed, int64_t t0, int64_t t1) {
   const int64_t B = Y.size(1), H = Y.size(2), n = B * H;
+  const Rows<T> dy(dY);
   for (int64_t t = t1 - 1; t >= t0; --t) {
-    const T *y = Y.data_ptr<T>() + t * n, *dy = dY.data_ptr<T>() + t * n, *d = dh.data_ptr<T>();
+    const T *y = Y.data_ptr<T>() + t * n, *d = dh.data_ptr<T>();
     T* dz = dZ.data_ptr<T>() + (t - t0) * n;
     each_row(B, H, [&](int64_t b) {
+      const T* dyb = dy(t, b);
+      const int64_t r = b * H;
 #pragma omp simd
-      for (int64_t j = b * H; j < (b + 1) * H; ++j) dz[j] = act_grad<A>(d[j] + dy[j], y[j]);
+      for (int64_t j = 0; j < H; ++j) dz[r + j] = act_grad<A>(d[r + j] + dyb[j], y[r + j]);
     });
     dh = matmul(dZ.select(0, t - t0), Wt, packed);
   }
@@ -247,7 +290,8 @@ at::Tensor elman_backward_t(at::Tensor& dZ, const at::Tensor& Y, const at::Tenso
 at::Tensor elman_backward(at::Tensor dZ, const at::Tensor& Y, const at::Tensor& dY, const at::Tensor& dh,
                           const at::Tensor& Wt, const std::optional<at::Tensor>& packed, int64_t act_code, int64_t t0,
                           int64_t t1) {
-  check({dZ, Y, dY});
+  check({dZ, Y});
+  check_rows(dY);
   at::Tensor out;
   with_act(act_code, [&](auto A) {
     AT_DISPATCH_FLOATING_TYPES(dZ.scalar_type(), "elman_backward", [&] {
@@ -302,18 +346,20 @@ at::Tensor gru_backward_t(at::Tensor& XP, at::Tensor& dRP, const at::Tensor& HN,
                           const at::Tensor& h0, const at::Tensor& dY, at::Tensor dh, const at::Tensor& Wt,
                           const std::optional<at::Tensor>& packed) {
   const int64_t S = XP.size(0), B = XP.size(1), H = Y.size(2), n = B * H;
+  const Rows<T> dy(dY);
   at::Tensor direct = at::empty_like(dh);
   for (int64_t t = S - 1; t >= 0; --t) {
     T *x = XP.data_ptr<T>() + t * 3 * n, *dr = dRP.data_ptr<T>() + t * 3 * n, *dd = direct.data_ptr<T>();
-    const T *hn = HN.data_ptr<T>() + t * n, *dy = dY.data_ptr<T>() + t * n, *d = dh.data_ptr<T>();
+    const T *hn = HN.data_ptr<T>() + t * n, *d = dh.data_ptr<T>();
     const T* hp = t == 0 ? h0.data_ptr<T>() : Y.data_ptr<T>() + (t - 1) * n;
     each_row(B, 3 * H, [&](int64_t b) {
       T *xb = x + b * 3 * H, *drb = dr + b * 3 * H;
+      const T* dyb = dy(t, b);
 #pragma omp simd
       for (int64_t j = 0; j < H; ++j) {
         const int64_t k = b * H + j;
         T r = xb[j], u = xb[H + j], nn = xb[2 * H + j];
-        T g = d[k] + dy[k];
+        T g = d[k] + dyb[j];
         T dn = g * (T(1) - u) * (T(1) - nn * nn);
         T dr_ = dn * hn[k] * r * (T(1) - r);
         T du = g * (hp[k] - nn) * u * (T(1) - u);
@@ -330,7 +376,8 @@ at::Tensor gru_backward_t(at::Tensor& XP, at::Tensor& dRP, const at::Tensor& HN,
 at::Tensor gru_backward(at::Tensor XP, at::Tensor dRP, const at::Tensor& HN, const at::Tensor& Y, const at::Tensor& h0,
                         const at::Tensor& dY, const at::Tensor& dh, const at::Tensor& Wt,
                         const std::optional<at::Tensor>& packed) {
-  check({XP, dRP, HN, Y, dY});
+  check({XP, dRP, HN, Y});
+  check_rows(dY);
   at::Tensor out;
   AT_DISPATCH_FLOATING_TYPES(XP.scalar_type(), "gru_backward", [&] {
     out = gru_backward_t<scalar_t>(XP, dRP, HN, Y, h0.contiguous(), dY, dh.contiguous(), Wt, packed);
@@ -388,12 +435,15 @@ at::Tensor jordan_backward_t(at::Tensor& dA, at::Tensor& dO, const at::Tensor& H
                              const std::optional<at::Tensor>& packed, const at::Tensor& Why_t,
                              const std::optional<at::Tensor>& packed_out, int64_t t0, int64_t t1) {
   const int64_t B = Y.size(1), O = Y.size(2), H = Hs.size(2);
+  const Rows<T> dy(dY);
   for (int64_t t = t1 - 1; t >= t0; --t) {
-    const T *y = Y.data_ptr<T>() + t * B * O, *dy = dY.data_ptr<T>() + t * B * O, *ds = dy_state.data_ptr<T>();
+    const T *y = Y.data_ptr<T>() + t * B * O, *ds = dy_state.data_ptr<T>();
     T* dout = dO.data_ptr<T>() + (t - t0) * B * O;
     each_row(B, O, [&](int64_t b) {
+      const T* dyb = dy(t, b);
+      const int64_t r = b * O;
 #pragma omp simd
-      for (int64_t j = b * O; j < (b + 1) * O; ++j) dout[j] = act_grad<AY>(ds[j] + dy[j], y[j]);
+      for (int64_t j = 0; j < O; ++j) dout[r + j] = act_grad<AY>(ds[r + j] + dyb[j], y[r + j]);
     });
     at::Tensor dh = matmul(dO.select(0, t - t0), Why_t, packed_out);
     const T *h = Hs.data_ptr<T>() + t * B * H, *dhp = dh.data_ptr<T>();
@@ -412,7 +462,8 @@ at::Tensor jordan_backward(at::Tensor dA, at::Tensor dO, const at::Tensor& Hs, c
                            const std::optional<at::Tensor>& packed, const at::Tensor& Why_t,
                            const std::optional<at::Tensor>& packed_out, int64_t act_h, int64_t act_y, int64_t t0,
                            int64_t t1) {
-  check({dA, dO, Hs, Y, dY});
+  check({dA, dO, Hs, Y});
+  check_rows(dY);
   at::Tensor out;
   with_act(act_h, [&](auto AH) {
     with_act(act_y, [&](auto AY) {
@@ -428,6 +479,7 @@ at::Tensor jordan_backward(at::Tensor dA, at::Tensor dO, const at::Tensor& Hs, c
 }  // namespace
 
 TORCH_LIBRARY(unrolled, m) {
+  m.def("transposed(Tensor w) -> Tensor", &transposed);
   // Kernels for every dispatch key (a packed weight is an MkldnnCPU tensor); called only under no_grad,
   // from the engine's autograd.Function.
   m.def("lstm_forward(Tensor(a!) xp, Tensor h0, Tensor c0, Tensor w, Tensor? packed, Tensor(b!) y, Tensor(c!) c) -> ()",
