@@ -108,8 +108,9 @@ class Cell(nn.Module):
     saves_z: bool = False
     # A cell with `native` has the same two steps T at a time in C++ (engine/native.cpp), which the engine
     # uses where it can: `native_forward(ops, XP, state, Y, rec, b_rec) -> (final state, saved)` and
-    # `native_backward(ops, saved, t0, t1, dY, d_state, back, dxp, drp) -> d_state_{t0-1}` for the steps
-    # t0..t1-1 (rec and back: the PackedLinear of W_rec and of W_recᵀ).
+    # `native_backward(ops, saved, t0, t1, dY, d_state, back, dxp, drp) -> (d_state_{t0-1}, sums)` for the
+    # steps t0..t1-1, sums being Σ ∂xp (and Σ ∂rp), (1 or 2, G), the biases' gradients (rec and back: the
+    # PackedLinear of W_rec and of W_recᵀ).
     native: bool = False
 
     def _param(self, *shape: int, device=None, dtype=None) -> nn.Parameter:

@@ -89,4 +89,4 @@ class GRUCell(Cell):
     def native_backward(self, ops, saved, t0: int, t1: int, dY: Tensor, dh: Tensor, back, dxp: Tensor, drp: Tensor):
         """All T steps back (the engine gives this cell, which keeps its gates in xp, one chunk: 0..T)."""
         Y, HN, h0 = saved
-        return ops.gru_backward(dxp, drp, HN, Y, h0, dY, dh, back.weight, back.packed)
+        return ops.gru_backward(dxp, drp, HN, Y, h0, dY, dh, back.weight, back.packed)  # ∂L/∂h_{-1}, Σ ∂xp, ∂rp

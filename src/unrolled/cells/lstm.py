@@ -95,5 +95,5 @@ class LSTMCell(Cell):
     def native_backward(self, ops, saved, t0: int, t1: int, dY: Tensor, d: LSTMState, back, dz: Tensor, _):
         """All T steps back (the engine gives this cell, which keeps its gates in z, one chunk: 0..T)."""
         C, c0 = saved
-        dh, dc = ops.lstm_backward(dz, C, c0, dY, d.h, d.c, back.weight, back.packed)
-        return LSTMState(dh, dc)
+        dh, dc, db = ops.lstm_backward(dz, C, c0, dY, d.h, d.c, back.weight, back.packed)
+        return LSTMState(dh, dc), db

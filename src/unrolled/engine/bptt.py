@@ -147,11 +147,12 @@ class _BPTT(torch.autograd.Function):
         for t0, t1 in reversed(chunks):
             rows = slice(t0, t1) if c.saves_z else slice(0, t1 - t0)
             dxp, drp = dXP[rows], dRP[rows]
-            if ctx.ops is not None:  # all of the chunk's steps in C++
-                d_state = c.native_backward(ctx.ops, saved_steps, t0, t1, dY, d_state, back, dxp, drp)
+            if ctx.ops is not None:  # all of the chunk's steps in C++, which also sum ∂xp (∂rp) for the biases
+                d_state, bias_sums = c.native_backward(ctx.ops, saved_steps, t0, t1, dY, d_state, back, dxp, drp)
             else:
                 d_state = _steps_backward(c, saved_steps, t0, t1, dY, d_state, back, dxp, drp, masks, norms)
-            sums.add(t0, t1, dxp, drp)
+                bias_sums = None
+            sums.add(t0, t1, dxp, drp, bias_sums)
         if norms is not None:
             ctx.record.append(norms)
         grads, dxs = sums.result()
@@ -204,8 +205,9 @@ class _ChunkSums:
     def _acc(self, name: str, g: Tensor) -> None:
         self.grads[name] = g if name not in self.grads else self.grads[name].add_(g)
 
-    def add(self, t0: int, t1: int, dxp: Tensor, drp: Tensor) -> None:
-        """Steps t0..t1-1, with their ∂L/∂xp and ∂L/∂rp (each (t1 - t0, B, G))."""
+    def add(self, t0: int, t1: int, dxp: Tensor, drp: Tensor, bias_sums: Tensor | None = None) -> None:
+        """Steps t0..t1-1, with their ∂L/∂xp and ∂L/∂rp (each (t1 - t0, B, G)), and Σ ∂xp (Σ ∂rp) when the
+        C++ steps took them."""
         c = self.c
         ih = [("weight_ih", self.X[t0:t1])] if self.ih else []
         rec = [(c.rec_weight, self.prev[t0:t1])] if self.rec else []
@@ -213,9 +215,9 @@ class _ChunkSums:
             for (name, _), g in zip(items, weight_grads(d, *[x for _, x in items], onednn=self.onednn)):
                 self._acc(name, g)
         if c.in_bias in self.w:
-            self._acc(c.in_bias, dxp.sum((0, 1)))
+            self._acc(c.in_bias, dxp.sum((0, 1)) if bias_sums is None else bias_sums[0])
         if not c.additive and c.rec_bias in self.w:
-            self._acc(c.rec_bias, drp.sum((0, 1)))
+            self._acc(c.rec_bias, drp.sum((0, 1)) if bias_sums is None else bias_sums[1])
         for name, g in c.extra_grads(t0, t1).items():
             self._acc(name, g)
         if self.want_dX:

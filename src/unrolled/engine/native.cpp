@@ -116,6 +116,18 @@ void each_row(int64_t B, int64_t row_len, const F& f) {
   });
 }
 
+// Σ over the rows of ∂L/∂xp (and ∂L/∂rp): the biases' gradients, added up as the backward writes the rows, not
+// in a second pass over memory. Each thread adds into its own row of `acc`; `total` is (n, G).
+struct BiasSums {
+  at::Tensor acc;
+  BiasSums(const at::Tensor& like, int64_t n, int64_t G) : acc(at::zeros({at::get_num_threads(), n * G}, like.options())) {}
+  template <typename T>
+  T* mine() const {
+    return acc.data_ptr<T>() + at::get_thread_num() * acc.size(1);
+  }
+  at::Tensor total(int64_t n) const { return acc.sum(0).view({n, -1}); }
+};
+
 void check(std::initializer_list<at::Tensor> buffers) {
   for (const auto& t : buffers)
     TORCH_CHECK(t.is_contiguous() && t.device().is_cpu(), "unrolled native engine: time-major buffers must be "
@@ -197,7 +209,8 @@ void lstm_forward(at::Tensor XP, const at::Tensor& h0, const at::Tensor& c0, con
 // ∂c_{t-1} = dc f; ∂h_{t-1} = ∂z W_hh.
 template <typename T>
 void lstm_backward_t(at::Tensor& XP, const at::Tensor& C, const at::Tensor& c0, const at::Tensor& dY,
-                     at::Tensor& dh, at::Tensor& dc, const at::Tensor& Wt, const std::optional<at::Tensor>& packed) {
+                     at::Tensor& dh, at::Tensor& dc, const at::Tensor& Wt, const std::optional<at::Tensor>& packed,
+                     const BiasSums& sums) {
   const int64_t S = XP.size(0), B = XP.size(1), H = C.size(2), n = B * H;
   const Rows<T> dy(dY);
   T* dcp = dc.data_ptr<T>();
@@ -210,6 +223,7 @@ void lstm_backward_t(at::Tensor& XP, const at::Tensor& C, const at::Tensor& c0, 
       T* zb = z + b * 4 * H;
       const T *cpb = cp + b * H, *cb = ct + b * H, *dyb = dy(t, b), *dhb = dhp + b * H;
       T* dcb = dcp + b * H;
+      T* sb = sums.mine<T>();
 #pragma omp simd
       for (int64_t j = 0; j < H; ++j) {
         T i = zb[j], f = zb[H + j], g = zb[2 * H + j], o = zb[3 * H + j];
@@ -221,21 +235,23 @@ void lstm_backward_t(at::Tensor& XP, const at::Tensor& C, const at::Tensor& c0, 
         zb[2 * H + j] = dct * i * (T(1) - g * g);
         zb[3 * H + j] = d * tc * o * (T(1) - o);
         dcb[j] = dct * f;
+        sb[j] += zb[j], sb[H + j] += zb[H + j], sb[2 * H + j] += zb[2 * H + j], sb[3 * H + j] += zb[3 * H + j];
       }
     });
     dh = matmul(XP.select(0, t), Wt, packed);
   }
 }
 
-std::tuple<at::Tensor, at::Tensor> lstm_backward(at::Tensor XP, const at::Tensor& C, const at::Tensor& c0,
+std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_backward(at::Tensor XP, const at::Tensor& C, const at::Tensor& c0,
                                                  const at::Tensor& dY, const at::Tensor& dhT, const at::Tensor& dcT,
                                                  const at::Tensor& Wt, const std::optional<at::Tensor>& packed) {
   check({XP, C});
   check_rows(dY);
   at::Tensor dh = dhT.contiguous(), dc = dcT.clone(at::MemoryFormat::Contiguous);
+  const BiasSums sums(XP, 1, XP.size(2));
   AT_DISPATCH_FLOATING_TYPES(XP.scalar_type(), "lstm_backward",
-                             [&] { lstm_backward_t<scalar_t>(XP, C, c0.contiguous(), dY, dh, dc, Wt, packed); });
-  return {dh, dc};
+                             [&] { lstm_backward_t<scalar_t>(XP, C, c0.contiguous(), dY, dh, dc, Wt, packed, sums); });
+  return {dh, dc, sums.total(1)};
 }
 
 // --------------------------------------------------------------------------------------------- Elman
@@ -270,7 +286,8 @@ void elman_forward(const at::Tensor& XP, const at::Tensor& h0, const at::Tensor&
 
 template <typename T, int A>
 at::Tensor elman_backward_t(at::Tensor& dZ, const at::Tensor& Y, const at::Tensor& dY, at::Tensor dh,
-                            const at::Tensor& Wt, const std::optional<at::Tensor>& packed, int64_t t0, int64_t t1) {
+                            const at::Tensor& Wt, const std::optional<at::Tensor>& packed, int64_t t0, int64_t t1,
+                            const BiasSums& sums) {
   const int64_t B = Y.size(1), H = Y.size(2), n = B * H;
   const Rows<T> dy(dY);
   for (int64_t t = t1 - 1; t >= t0; --t) {
@@ -279,26 +296,31 @@ at::Tensor elman_backward_t(at::Tensor& dZ, const at::Tensor& Y, const at::Tenso
     each_row(B, H, [&](int64_t b) {
       const T* dyb = dy(t, b);
       const int64_t r = b * H;
+      T* sb = sums.mine<T>();
 #pragma omp simd
-      for (int64_t j = 0; j < H; ++j) dz[r + j] = act_grad<A>(d[r + j] + dyb[j], y[r + j]);
+      for (int64_t j = 0; j < H; ++j) {
+        dz[r + j] = act_grad<A>(d[r + j] + dyb[j], y[r + j]);
+        sb[j] += dz[r + j];
+      }
     });
     dh = matmul(dZ.select(0, t - t0), Wt, packed);
   }
   return dh;
 }
 
-at::Tensor elman_backward(at::Tensor dZ, const at::Tensor& Y, const at::Tensor& dY, const at::Tensor& dh,
+std::tuple<at::Tensor, at::Tensor> elman_backward(at::Tensor dZ, const at::Tensor& Y, const at::Tensor& dY, const at::Tensor& dh,
                           const at::Tensor& Wt, const std::optional<at::Tensor>& packed, int64_t act_code, int64_t t0,
                           int64_t t1) {
   check({dZ, Y});
   check_rows(dY);
   at::Tensor out;
+  const BiasSums sums(dZ, 1, dZ.size(2));
   with_act(act_code, [&](auto A) {
     AT_DISPATCH_FLOATING_TYPES(dZ.scalar_type(), "elman_backward", [&] {
-      out = elman_backward_t<scalar_t, decltype(A)::value>(dZ, Y, dY, dh.contiguous(), Wt, packed, t0, t1);
+      out = elman_backward_t<scalar_t, decltype(A)::value>(dZ, Y, dY, dh.contiguous(), Wt, packed, t0, t1, sums);
     });
   });
-  return out;
+  return {out, sums.total(1)};
 }
 
 // ----------------------------------------------------------------------------------------------- GRU
@@ -344,7 +366,7 @@ void gru_forward(at::Tensor XP, const at::Tensor& h0, const at::Tensor& W, const
 template <typename T>
 at::Tensor gru_backward_t(at::Tensor& XP, at::Tensor& dRP, const at::Tensor& HN, const at::Tensor& Y,
                           const at::Tensor& h0, const at::Tensor& dY, at::Tensor dh, const at::Tensor& Wt,
-                          const std::optional<at::Tensor>& packed) {
+                          const std::optional<at::Tensor>& packed, const BiasSums& sums) {
   const int64_t S = XP.size(0), B = XP.size(1), H = Y.size(2), n = B * H;
   const Rows<T> dy(dY);
   at::Tensor direct = at::empty_like(dh);
@@ -353,7 +375,7 @@ at::Tensor gru_backward_t(at::Tensor& XP, at::Tensor& dRP, const at::Tensor& HN,
     const T *hn = HN.data_ptr<T>() + t * n, *d = dh.data_ptr<T>();
     const T* hp = t == 0 ? h0.data_ptr<T>() : Y.data_ptr<T>() + (t - 1) * n;
     each_row(B, 3 * H, [&](int64_t b) {
-      T *xb = x + b * 3 * H, *drb = dr + b * 3 * H;
+      T *xb = x + b * 3 * H, *drb = dr + b * 3 * H, *sx = sums.mine<T>(), *sr = sx + 3 * H;
       const T* dyb = dy(t, b);
 #pragma omp simd
       for (int64_t j = 0; j < H; ++j) {
@@ -365,6 +387,8 @@ at::Tensor gru_backward_t(at::Tensor& XP, at::Tensor& dRP, const at::Tensor& HN,
         T du = g * (hp[k] - nn) * u * (T(1) - u);
         xb[j] = dr_, xb[H + j] = du, xb[2 * H + j] = dn;
         drb[j] = dr_, drb[H + j] = du, drb[2 * H + j] = dn * r;
+        sx[j] += dr_, sx[H + j] += du, sx[2 * H + j] += dn;
+        sr[j] += dr_, sr[H + j] += du, sr[2 * H + j] += dn * r;
         dd[k] = g * u;
       }
     });
@@ -373,16 +397,17 @@ at::Tensor gru_backward_t(at::Tensor& XP, at::Tensor& dRP, const at::Tensor& HN,
   return dh;
 }
 
-at::Tensor gru_backward(at::Tensor XP, at::Tensor dRP, const at::Tensor& HN, const at::Tensor& Y, const at::Tensor& h0,
+std::tuple<at::Tensor, at::Tensor> gru_backward(at::Tensor XP, at::Tensor dRP, const at::Tensor& HN, const at::Tensor& Y, const at::Tensor& h0,
                         const at::Tensor& dY, const at::Tensor& dh, const at::Tensor& Wt,
                         const std::optional<at::Tensor>& packed) {
   check({XP, dRP, HN, Y});
   check_rows(dY);
   at::Tensor out;
+  const BiasSums sums(XP, 2, XP.size(2));
   AT_DISPATCH_FLOATING_TYPES(XP.scalar_type(), "gru_backward", [&] {
-    out = gru_backward_t<scalar_t>(XP, dRP, HN, Y, h0.contiguous(), dY, dh.contiguous(), Wt, packed);
+    out = gru_backward_t<scalar_t>(XP, dRP, HN, Y, h0.contiguous(), dY, dh.contiguous(), Wt, packed, sums);
   });
-  return out;
+  return {out, sums.total(2)};
 }
 
 // -------------------------------------------------------------------------------------------- Jordan
@@ -433,7 +458,8 @@ template <typename T, int AH, int AY>
 at::Tensor jordan_backward_t(at::Tensor& dA, at::Tensor& dO, const at::Tensor& Hs, const at::Tensor& Y,
                              const at::Tensor& dY, at::Tensor dy_state, const at::Tensor& Wyh_t,
                              const std::optional<at::Tensor>& packed, const at::Tensor& Why_t,
-                             const std::optional<at::Tensor>& packed_out, int64_t t0, int64_t t1) {
+                             const std::optional<at::Tensor>& packed_out, int64_t t0, int64_t t1,
+                             const BiasSums& sums) {
   const int64_t B = Y.size(1), O = Y.size(2), H = Hs.size(2);
   const Rows<T> dy(dY);
   for (int64_t t = t1 - 1; t >= t0; --t) {
@@ -449,15 +475,20 @@ at::Tensor jordan_backward_t(at::Tensor& dA, at::Tensor& dO, const at::Tensor& H
     const T *h = Hs.data_ptr<T>() + t * B * H, *dhp = dh.data_ptr<T>();
     T* da = dA.data_ptr<T>() + (t - t0) * B * H;
     each_row(B, H, [&](int64_t b) {
+      T* sb = sums.mine<T>();
+      const int64_t r = b * H;
 #pragma omp simd
-      for (int64_t j = b * H; j < (b + 1) * H; ++j) da[j] = act_grad<AH>(dhp[j], h[j]);
+      for (int64_t j = 0; j < H; ++j) {
+        da[r + j] = act_grad<AH>(dhp[r + j], h[r + j]);
+        sb[j] += da[r + j];
+      }
     });
     dy_state = matmul(dA.select(0, t - t0), Wyh_t, packed);
   }
   return dy_state;
 }
 
-at::Tensor jordan_backward(at::Tensor dA, at::Tensor dO, const at::Tensor& Hs, const at::Tensor& Y,
+std::tuple<at::Tensor, at::Tensor> jordan_backward(at::Tensor dA, at::Tensor dO, const at::Tensor& Hs, const at::Tensor& Y,
                            const at::Tensor& dY, const at::Tensor& dy_state, const at::Tensor& Wyh_t,
                            const std::optional<at::Tensor>& packed, const at::Tensor& Why_t,
                            const std::optional<at::Tensor>& packed_out, int64_t act_h, int64_t act_y, int64_t t0,
@@ -465,15 +496,16 @@ at::Tensor jordan_backward(at::Tensor dA, at::Tensor dO, const at::Tensor& Hs, c
   check({dA, dO, Hs, Y});
   check_rows(dY);
   at::Tensor out;
+  const BiasSums sums(dA, 1, dA.size(2));
   with_act(act_h, [&](auto AH) {
     with_act(act_y, [&](auto AY) {
       AT_DISPATCH_FLOATING_TYPES(dA.scalar_type(), "jordan_backward", [&] {
         out = jordan_backward_t<scalar_t, decltype(AH)::value, decltype(AY)::value>(
-            dA, dO, Hs, Y, dY, dy_state.contiguous(), Wyh_t, packed, Why_t, packed_out, t0, t1);
+            dA, dO, Hs, Y, dY, dy_state.contiguous(), Wyh_t, packed, Why_t, packed_out, t0, t1, sums);
       });
     });
   });
-  return out;
+  return {out, sums.total(1)};
 }
 
 }  // namespace
@@ -485,21 +517,21 @@ TORCH_LIBRARY(unrolled, m) {
   m.def("lstm_forward(Tensor(a!) xp, Tensor h0, Tensor c0, Tensor w, Tensor? packed, Tensor(b!) y, Tensor(c!) c) -> ()",
         &lstm_forward);
   m.def("lstm_backward(Tensor(a!) xp, Tensor c, Tensor c0, Tensor dy, Tensor dh, Tensor dc, Tensor wt, Tensor? packed)"
-        " -> (Tensor, Tensor)",
+        " -> (Tensor, Tensor, Tensor)",
         &lstm_backward);
   m.def("elman_forward(Tensor xp, Tensor h0, Tensor w, Tensor? packed, int act, Tensor(a!) y) -> ()", &elman_forward);
   m.def("elman_backward(Tensor(a!) dz, Tensor y, Tensor dy, Tensor dh, Tensor wt, Tensor? packed, int act, int t0, "
-        "int t1) -> Tensor",
+        "int t1) -> (Tensor, Tensor)",
         &elman_backward);
   m.def("gru_forward(Tensor(a!) xp, Tensor h0, Tensor w, Tensor? packed, Tensor? bias, Tensor(b!) y, Tensor(c!) hn) -> ()",
         &gru_forward);
   m.def("gru_backward(Tensor(a!) xp, Tensor(b!) drp, Tensor hn, Tensor y, Tensor h0, Tensor dy, Tensor dh, Tensor wt, "
-        "Tensor? packed) -> Tensor",
+        "Tensor? packed) -> (Tensor, Tensor)",
         &gru_backward);
   m.def("jordan_forward(Tensor(a!) xp, Tensor y0, Tensor w_yh, Tensor? packed, Tensor w_hy, Tensor? packed_out, "
         "Tensor? bias_y, int act_h, int act_y, Tensor(b!) y) -> ()",
         &jordan_forward);
   m.def("jordan_backward(Tensor(a!) da, Tensor(b!) dout, Tensor hs, Tensor y, Tensor dy, Tensor dstate, Tensor w_yh_t, "
-        "Tensor? packed, Tensor w_hy_t, Tensor? packed_out, int act_h, int act_y, int t0, int t1) -> Tensor",
+        "Tensor? packed, Tensor w_hy_t, Tensor? packed_out, int act_h, int act_y, int t0, int t1) -> (Tensor, Tensor)",
         &jordan_backward);
 }
