@@ -1,6 +1,8 @@
 """The explicit BPTT engine against autograd through `unroll`, gradcheck, and its per-step norms."""
 
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -307,3 +309,19 @@ def test_cpp_transpose_equals_torch():
         for dtype in (torch.float32, torch.float64):
             w = torch.randn(shape, dtype=dtype)
             assert torch.equal(native.ops().transposed(w), w.T)
+
+
+def test_engine_falls_back_to_the_python_steps_where_the_cpp_loops_cannot_be_built(tmp_path):
+    """No working compiler: one warning, and the Python steps give the gradients."""
+    code = (
+        "import torch, unrolled\n"
+        "from unrolled.engine import native, unroll_bptt\n"
+        "cell = unrolled.LSTMCell(3, 4)\n"
+        "unroll_bptt(cell, torch.randn(2, 5, 3))[0].sum().backward()\n"
+        "assert native.ops() is None and cell.weight_hh.grad.abs().sum() > 0\n"
+    )
+    env = {**os.environ, "CXX": "/bin/false", "TORCH_EXTENSIONS_DIR": str(tmp_path)}
+    env.pop("UNROLLED_NATIVE", None)
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.count("could not be built") == 1, run.stderr

@@ -1,4 +1,5 @@
-"""The engine's time loops in C++ (native.cpp), compiled once on first use with torch's extension builder.
+"""The engine's time loops in C++ (native.cpp), compiled once per machine on first use by torch's extension
+builder (about 10 s here) and cached under ~/.cache/torch_extensions (or $TORCH_EXTENSIONS_DIR).
 
 Where no compiler is found (or `UNROLLED_NATIVE=0`), the engine runs the cells' Python steps instead: the
 same equations, tested equal, slower by the per-step overhead of Python.
@@ -7,8 +8,10 @@ same equations, tested equal, slower by the per-step overhead of Python.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import platform
+import sys
 import warnings
 from pathlib import Path
 
@@ -25,21 +28,32 @@ def _flags() -> tuple[list[str], list[str]]:
     return cflags, ldflags
 
 
+def _name() -> str:
+    """The extension's name, tied to this processor's instruction sets: a build for one (-march=native) must
+    not be loaded on another that shares the cache (a home directory on a cluster)."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        flags = platform.machine() + platform.processor()
+    return "unrolled_native_" + hashlib.sha1(flags.encode()).hexdigest()[:8]
+
+
 @functools.cache
 def ops():
-    """`torch.ops.unrolled` once built (about a minute, the first time on a machine), else None."""
+    """`torch.ops.unrolled` once built, else None (with a warning saying why)."""
     if os.environ.get("UNROLLED_NATIVE", "1") == "0":
         return None
-    from torch.utils.cpp_extension import load
+    from torch.utils import cpp_extension
 
-    cflags, ldflags = _flags()
+    name, (cflags, ldflags) = _name(), _flags()
     try:
-        load(
-            name="unrolled_native",
-            sources=[str(SOURCE)],
-            extra_cflags=cflags,
-            extra_ldflags=ldflags,
-            is_python_module=False,
+        if not Path(cpp_extension._get_build_directory(name, False), f"{name}.so").exists():
+            print("unrolled: building the BPTT engine's C++ loops (once on this machine, ~10 s)", file=sys.stderr)
+    except Exception:  # a private helper of torch's: only the message depends on it
+        pass
+    try:
+        cpp_extension.load(
+            name=name, sources=[str(SOURCE)], extra_cflags=cflags, extra_ldflags=ldflags, is_python_module=False
         )
     except Exception as e:  # no compiler, no ninja, a broken toolchain: the Python steps do the same
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
