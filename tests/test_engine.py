@@ -325,3 +325,24 @@ def test_engine_falls_back_to_the_python_steps_where_the_cpp_loops_cannot_be_bui
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert run.stderr.count("could not be built") == 1, run.stderr
+
+
+def test_cpp_ops_refuse_buffers_that_do_not_fit():
+    """The ops read raw memory: a wrong dtype, width, weight or step range is an error, not a wrong read."""
+    ops = native.ops()
+    if ops is None:
+        pytest.skip("no C++ loops")
+    T, B, H = 3, 2, 4
+    XP, Y, C, h = torch.zeros(T, B, 4 * H), torch.zeros(T, B, H), torch.zeros(T, B, H), torch.zeros(B, H)
+    W = torch.zeros(4 * H, H)
+    ops.lstm_forward(XP.clone(), h, h, W, None, Y, C)  # fits
+    bad = [
+        lambda: ops.lstm_forward(XP, h.double(), h, W, None, Y, C),  # dtype
+        lambda: ops.lstm_forward(XP[..., :H].contiguous(), h, h, W, None, Y, C),  # width
+        lambda: ops.lstm_forward(XP, h, h, W[:H], None, Y, C),  # weight
+        lambda: ops.elman_backward(Y.clone(), Y, Y, h, W[:H], None, 1, 1, T + 1),  # steps
+        lambda: ops.elman_backward(Y.clone(), Y, Y[:, :1], h, W[:H], None, 1, 0, T),  # ∂L/∂Y's shape
+    ]
+    for call in bad:
+        with pytest.raises(RuntimeError, match="unrolled native engine"):
+            call()

@@ -102,9 +102,9 @@ struct Rows {
   const T* operator()(int64_t t, int64_t b) const { return p + t * st + b * sb; }
 };
 
-void check_rows(const at::Tensor& t) {
-  TORCH_CHECK(t.dim() == 3 && t.stride(2) == 1 && t.device().is_cpu(),
-              "unrolled native engine: the output gradient must be a CPU tensor with contiguous rows");
+void check_rows(const at::Tensor& t, const at::Tensor& Y) {
+  TORCH_CHECK(t.sizes() == Y.sizes() && t.stride(2) == 1 && t.device().is_cpu() && t.scalar_type() == Y.scalar_type(),
+              "unrolled native engine: the output gradient must be a CPU tensor shaped as the output, rows contiguous");
 }
 
 // f(b) for every batch row b; the rows are split between threads when the step is large enough.
@@ -128,10 +128,33 @@ struct BiasSums {
   at::Tensor total(int64_t n) const { return acc.sum(0).view({n, -1}); }
 };
 
-void check(std::initializer_list<at::Tensor> buffers) {
+// The engine (bptt.py) calls these ops with buffers it made; a mismatch would read memory as the wrong thing,
+// so each op checks what it is given: (steps, B, ·) buffers of one dtype, contiguous, on the CPU, and states
+// of B rows of the right width.
+void check(std::initializer_list<at::Tensor> buffers, std::initializer_list<std::pair<at::Tensor, int64_t>> states = {}) {
+  const at::Tensor& first = *buffers.begin();
   for (const auto& t : buffers)
-    TORCH_CHECK(t.is_contiguous() && t.device().is_cpu(), "unrolled native engine: time-major buffers must be "
-                "contiguous CPU tensors");
+    TORCH_CHECK(t.dim() == 3 && t.is_contiguous() && t.device().is_cpu() && t.scalar_type() == first.scalar_type() &&
+                    t.size(1) == first.size(1),
+                "unrolled native engine: time-major buffers must be contiguous CPU tensors (steps, B, ·) of one dtype");
+  for (const auto& [t, width] : states)
+    TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == first.scalar_type() && t.numel() == first.size(1) * width,
+                "unrolled native engine: a state must be (B, ", width, ") of the buffers' dtype");
+}
+
+// W (out, in) and its packed copy; sizes in the buffers' last dimension
+void check_weight(const at::Tensor& w, const std::optional<at::Tensor>& packed, int64_t out, int64_t in) {
+  TORCH_CHECK(w.dim() == 2 && w.size(0) == out && w.size(1) == in && (!packed || packed->sizes() == w.sizes()),
+              "unrolled native engine: a weight of shape (", out, ", ", in, ") expected, got ", w.sizes());
+}
+
+void check_width(const at::Tensor& t, int64_t width) {
+  TORCH_CHECK(t.size(2) == width, "unrolled native engine: a buffer of width ", width, " expected, got ", t.sizes());
+}
+
+void check_range(const at::Tensor& Y, const at::Tensor& chunk, int64_t t0, int64_t t1) {
+  TORCH_CHECK(0 <= t0 && t0 < t1 && t1 <= Y.size(0) && t1 - t0 <= chunk.size(0),
+              "unrolled native engine: steps ", t0, "..", t1, " out of range");
 }
 
 // ------------------------------------------------------------------------------------------- weights
@@ -199,7 +222,10 @@ void lstm_forward_t(at::Tensor& XP, const at::Tensor& h0, const at::Tensor& c0, 
 
 void lstm_forward(at::Tensor XP, const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& W,
                   const std::optional<at::Tensor>& packed, at::Tensor Y, at::Tensor C) {
-  check({XP, Y, C});
+  const int64_t H = Y.size(2);
+  check({XP, Y, C}, {{h0, H}, {c0, H}});
+  check_range(XP, Y, 0, XP.size(0));
+  check_width(XP, 4 * H), check_width(C, H), check_weight(W, packed, 4 * H, H);
   AT_DISPATCH_FLOATING_TYPES(XP.scalar_type(), "lstm_forward",
                              [&] { lstm_forward_t<scalar_t>(XP, h0.contiguous(), c0.contiguous(), W, packed, Y, C); });
 }
@@ -245,8 +271,10 @@ void lstm_backward_t(at::Tensor& XP, const at::Tensor& C, const at::Tensor& c0, 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_backward(at::Tensor XP, const at::Tensor& C, const at::Tensor& c0,
                                                  const at::Tensor& dY, const at::Tensor& dhT, const at::Tensor& dcT,
                                                  const at::Tensor& Wt, const std::optional<at::Tensor>& packed) {
-  check({XP, C});
-  check_rows(dY);
+  const int64_t H = C.size(2);
+  check({XP, C}, {{c0, H}, {dhT, H}, {dcT, H}});
+  check_rows(dY, C);
+  check_width(XP, 4 * H), check_weight(Wt, packed, H, 4 * H);
   at::Tensor dh = dhT.contiguous(), dc = dcT.clone(at::MemoryFormat::Contiguous);
   const BiasSums sums(XP, 1, XP.size(2));
   AT_DISPATCH_FLOATING_TYPES(XP.scalar_type(), "lstm_backward",
@@ -276,7 +304,10 @@ void elman_forward_t(const at::Tensor& XP, const at::Tensor& h0, const at::Tenso
 
 void elman_forward(const at::Tensor& XP, const at::Tensor& h0, const at::Tensor& W,
                    const std::optional<at::Tensor>& packed, int64_t act_code, at::Tensor Y) {
-  check({XP, Y});
+  const int64_t H = Y.size(2);
+  check({XP, Y}, {{h0, H}});
+  check_range(XP, Y, 0, XP.size(0));
+  check_width(XP, H), check_weight(W, packed, H, H);
   with_act(act_code, [&](auto A) {
     AT_DISPATCH_FLOATING_TYPES(XP.scalar_type(), "elman_forward", [&] {
       elman_forward_t<scalar_t, decltype(A)::value>(XP, h0.contiguous(), W, packed, Y);
@@ -311,8 +342,11 @@ at::Tensor elman_backward_t(at::Tensor& dZ, const at::Tensor& Y, const at::Tenso
 std::tuple<at::Tensor, at::Tensor> elman_backward(at::Tensor dZ, const at::Tensor& Y, const at::Tensor& dY, const at::Tensor& dh,
                           const at::Tensor& Wt, const std::optional<at::Tensor>& packed, int64_t act_code, int64_t t0,
                           int64_t t1) {
-  check({dZ, Y});
-  check_rows(dY);
+  const int64_t H = Y.size(2);
+  check({dZ, Y}, {{dh, H}});
+  check_rows(dY, Y);
+  check_range(Y, dZ, t0, t1);
+  check_width(dZ, H), check_weight(Wt, packed, H, H);
   at::Tensor out;
   const BiasSums sums(dZ, 1, dZ.size(2));
   with_act(act_code, [&](auto A) {
@@ -356,7 +390,11 @@ void gru_forward_t(at::Tensor& XP, const at::Tensor& h0, const at::Tensor& W, co
 
 void gru_forward(at::Tensor XP, const at::Tensor& h0, const at::Tensor& W, const std::optional<at::Tensor>& packed,
                  const std::optional<at::Tensor>& bias, at::Tensor Y, at::Tensor HN) {
-  check({XP, Y, HN});
+  const int64_t H = Y.size(2);
+  check({XP, Y, HN}, {{h0, H}});
+  check_range(XP, Y, 0, XP.size(0));
+  check_width(XP, 3 * H), check_width(HN, H), check_weight(W, packed, 3 * H, H);
+  TORCH_CHECK(!bias || (bias->numel() == 3 * H && bias->scalar_type() == XP.scalar_type()), "gru_forward: bias");
   AT_DISPATCH_FLOATING_TYPES(XP.scalar_type(), "gru_forward",
                              [&] { gru_forward_t<scalar_t>(XP, h0.contiguous(), W, packed, bias, Y, HN); });
 }
@@ -400,8 +438,11 @@ at::Tensor gru_backward_t(at::Tensor& XP, at::Tensor& dRP, const at::Tensor& HN,
 std::tuple<at::Tensor, at::Tensor> gru_backward(at::Tensor XP, at::Tensor dRP, const at::Tensor& HN, const at::Tensor& Y, const at::Tensor& h0,
                         const at::Tensor& dY, const at::Tensor& dh, const at::Tensor& Wt,
                         const std::optional<at::Tensor>& packed) {
-  check({XP, dRP, HN, Y});
-  check_rows(dY);
+  const int64_t H = Y.size(2);
+  check({XP, dRP, HN, Y}, {{h0, H}, {dh, H}});
+  check_rows(dY, Y);
+  check_range(XP, Y, 0, XP.size(0));
+  check_width(XP, 3 * H), check_width(dRP, 3 * H), check_width(HN, H), check_weight(Wt, packed, H, 3 * H);
   at::Tensor out;
   const BiasSums sums(XP, 2, XP.size(2));
   AT_DISPATCH_FLOATING_TYPES(XP.scalar_type(), "gru_backward", [&] {
@@ -442,7 +483,11 @@ void jordan_forward_t(at::Tensor& XP, const at::Tensor& y0, const at::Tensor& Wy
 void jordan_forward(at::Tensor XP, const at::Tensor& y0, const at::Tensor& Wyh, const std::optional<at::Tensor>& packed,
                     const at::Tensor& Why, const std::optional<at::Tensor>& packed_out,
                     const std::optional<at::Tensor>& bias_y, int64_t act_h, int64_t act_y, at::Tensor Y) {
-  check({XP, Y});
+  const int64_t H = XP.size(2), O = Y.size(2);
+  check({XP, Y}, {{y0, O}});
+  check_range(XP, Y, 0, XP.size(0));
+  check_weight(Wyh, packed, H, O), check_weight(Why, packed_out, O, H);
+  TORCH_CHECK(!bias_y || (bias_y->numel() == O && bias_y->scalar_type() == XP.scalar_type()), "jordan_forward: bias");
   with_act(act_h, [&](auto AH) {
     with_act(act_y, [&](auto AY) {
       AT_DISPATCH_FLOATING_TYPES(XP.scalar_type(), "jordan_forward", [&] {
@@ -493,8 +538,11 @@ std::tuple<at::Tensor, at::Tensor> jordan_backward(at::Tensor dA, at::Tensor dO,
                            const std::optional<at::Tensor>& packed, const at::Tensor& Why_t,
                            const std::optional<at::Tensor>& packed_out, int64_t act_h, int64_t act_y, int64_t t0,
                            int64_t t1) {
-  check({dA, dO, Hs, Y});
-  check_rows(dY);
+  const int64_t H = Hs.size(2), O = Y.size(2);
+  check({dA, dO, Hs, Y}, {{dy_state, O}});
+  check_rows(dY, Y);
+  check_range(Y, dA, t0, t1), check_range(Y, dO, t0, t1), check_range(Hs, Y, 0, Hs.size(0));
+  check_width(dA, H), check_width(dO, O), check_weight(Wyh_t, packed, O, H), check_weight(Why_t, packed_out, H, O);
   at::Tensor out;
   const BiasSums sums(dA, 1, dA.size(2));
   with_act(act_h, [&](auto AH) {
