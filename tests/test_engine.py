@@ -29,7 +29,7 @@ CELLS = {
 @pytest.fixture(params=["python", "c++"])
 def steps(request, monkeypatch):
     """Where the engine runs its steps: the cells' Python `step`/`step_backward`, or the C++ loops
-    (native.cpp), which serve passes without padding or recorded norms. `UNROLLED_NATIVE=0` skips the
+    (engine/csrc/), which serve passes without padding or recorded norms. `UNROLLED_NATIVE=0` skips the
     C++ half; otherwise a build that fails is a failure here, not a skip."""
     if request.param == "python":
         monkeypatch.setattr(native, "ops", lambda: None)

@@ -50,7 +50,7 @@ ACTIVATIONS = {
 }
 
 
-# the activations' codes in the engine's C++ loops (engine/native.cpp, enum Act)
+# the activations' codes in the engine's C++ loops (engine/csrc/common.h, enum Act)
 ACT_CODES = {"identity": 0, "tanh": 1, "relu": 2, "sigmoid": 3}
 
 
@@ -106,7 +106,7 @@ class Cell(nn.Module):
     # When new_state's first field is y_out itself, the engine keeps no separate copy of it.
     additive: bool = False
     saves_z: bool = False
-    # A cell with `native` has the same two steps T at a time in C++ (engine/native.cpp), which the engine
+    # A cell with `native` has the same two steps T at a time in C++ (engine/csrc/), which the engine
     # uses where it can: `native_forward(ops, XP, state, Y, rec, b_rec) -> (final state, saved)` and
     # `native_backward(ops, saved, t0, t1, dY, d_state, back, dxp, drp) -> (d_state_{t0-1}, sums)` for the
     # steps t0..t1-1, sums being Σ ∂xp (and Σ ∂rp), (1 or 2, G), the biases' gradients (rec and back: the

@@ -65,7 +65,7 @@ class ElmanCell(Cell):
             dz.copy_(d)
         return None  # direct ∂L/∂h_{t-1}: none, only through W_hh
 
-    # -- the same two steps, T at a time, in C++ (engine/native.cpp: elman_forward, elman_backward) --
+    # -- the same two steps, T at a time, in C++ (engine/csrc/simple.cpp: elman_forward, elman_backward) --
     native = True
 
     def native_forward(self, ops, XP: Tensor, h: Tensor, Y: Tensor, rec, b_rec):

@@ -77,7 +77,7 @@ class GRUCell(Cell):
         drp[:, : 2 * H] = dxp[:, : 2 * H]
         return direct  # direct ∂L/∂h_{t-1}
 
-    # -- the same two steps, T at a time, in C++ (engine/native.cpp: gru_forward, gru_backward) --
+    # -- the same two steps, T at a time, in C++ (engine/csrc/gated.cpp: gru_forward, gru_backward) --
     native = True
 
     def native_forward(self, ops, XP: Tensor, h: Tensor, Y: Tensor, rec, b_rec):

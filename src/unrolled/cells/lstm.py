@@ -83,7 +83,7 @@ class LSTMCell(Cell):
         dg.copy_(dg_new)
         return LSTMState(None, dc_prev)
 
-    # -- the same two steps, T at a time, in C++ (engine/native.cpp: lstm_forward, lstm_backward) --
+    # -- the same two steps, T at a time, in C++ (engine/csrc/gated.cpp: lstm_forward, lstm_backward) --
     native = True
 
     def native_forward(self, ops, XP: Tensor, state: LSTMState, Y: Tensor, rec, b_rec):

@@ -1,5 +1,5 @@
-"""The engine's time loops in C++ (native.cpp), compiled once per machine on first use by torch's extension
-builder (about 10 s here) and cached under ~/.cache/torch_extensions (or $TORCH_EXTENSIONS_DIR).
+"""The engine's time loops in C++ (csrc/), compiled once per machine on first use by torch's extension
+builder (about 20 s here) and cached under ~/.cache/torch_extensions (or $TORCH_EXTENSIONS_DIR).
 
 Where no compiler is found (or `UNROLLED_NATIVE=0`), the engine runs the cells' Python steps instead: the
 same equations, tested equal, slower by the per-step overhead of Python.
@@ -17,7 +17,8 @@ from pathlib import Path
 
 import torch
 
-SOURCE = Path(__file__).with_name("native.cpp")
+CSRC = Path(__file__).with_name("csrc")
+SOURCES = [CSRC / "simple.cpp", CSRC / "gated.cpp"]
 
 
 def _flags() -> tuple[list[str], list[str]]:
@@ -29,13 +30,17 @@ def _flags() -> tuple[list[str], list[str]]:
 
 
 def _name() -> str:
-    """The extension's name, tied to this processor's instruction sets: a build for one (-march=native) must
-    not be loaded on another that shares the cache (a home directory on a cluster)."""
+    """The extension's name, tied to this processor's instruction sets (a build for one, -march=native, must
+    not be loaded on another that shares the cache: a home directory on a cluster) and to the sources,
+    header included (torch's builder watches only the .cpp files)."""
     try:
         flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
     except (OSError, StopIteration):
         flags = platform.machine() + platform.processor()
-    return "unrolled_native_" + hashlib.sha1(flags.encode()).hexdigest()[:8]
+    digest = hashlib.sha1(flags.encode())
+    for path in sorted([*CSRC.glob("*.h"), *CSRC.glob("*.cpp")]):
+        digest.update(path.read_bytes())
+    return "unrolled_native_" + digest.hexdigest()[:10]
 
 
 @functools.cache
@@ -48,12 +53,17 @@ def ops():
     name, (cflags, ldflags) = _name(), _flags()
     try:
         if not Path(cpp_extension._get_build_directory(name, False), f"{name}.so").exists():
-            print("unrolled: building the BPTT engine's C++ loops (once on this machine, ~10 s)", file=sys.stderr)
+            print("unrolled: building the BPTT engine's C++ loops (once on this machine, ~20 s)", file=sys.stderr)
     except Exception:  # a private helper of torch's: only the message depends on it
         pass
     try:
         cpp_extension.load(
-            name=name, sources=[str(SOURCE)], extra_cflags=cflags, extra_ldflags=ldflags, is_python_module=False
+            name=name,
+            sources=[str(p) for p in SOURCES],
+            extra_cflags=cflags,
+            extra_ldflags=ldflags,
+            extra_include_paths=[str(CSRC)],
+            is_python_module=False,
         )
     except Exception as e:  # no compiler, no ninja, a broken toolchain: the Python steps do the same
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -1,0 +1,164 @@
+// The engine's time loops in C++ (gated.cpp: LSTM, GRU; simple.cpp: Elman, Jordan): the same equations as
+// the cells' `step` and `step_backward` (cells/*.py, where they are derived and read best), run T times
+// without returning to Python, with each step's pointwise work fused into one pass over memory. Built and
+// loaded by native.py; tested equal to the Python steps. This header: the pointwise maths, the matrix
+// products, and the checks every op makes of what it is given.
+//
+// Layout: time-major and contiguous. XP (T, B, G) holds the input projections (with the biases the cell
+// folds there) and, after the forward, what the cell saves in it (its gates); Y (T, B, H) the outputs. A
+// step's matrix product goes through oneDNN with the weight packed once (the `packed` argument, made by
+// linear.PackedLinear) when that pays, else through at::mm.
+
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/library.h>
+
+#include <cmath>
+
+#if defined(__x86_64__) && defined(__GLIBC__)
+// glibc's vector exp (libmvec): lets the compiler vectorise the loops below (without -ffast-math, which
+// would also let it assume that no NaN ever occurs).
+extern "C" {
+#pragma omp declare simd notinbranch
+float expf(float) noexcept;
+#pragma omp declare simd notinbranch
+double exp(double) noexcept;
+}
+#endif
+
+namespace {
+
+inline float sigm(float a) { return 1.0f / (1.0f + expf(-a)); }
+inline double sigm(double a) { return 1.0 / (1.0 + exp(-a)); }
+template <typename T>
+inline T tanh2(T a) {  // tanh a = 2σ(2a) − 1, as cells/base.py's tanh_via_sigmoid
+  return T(2) * sigm(T(2) * a) - T(1);
+}
+
+// The activations a cell may use, by the codes native.py gives them; A is a template argument so that
+// each loop is compiled (and vectorised) for one.
+enum Act : int64_t { IDENTITY = 0, TANH = 1, RELU = 2, SIGMOID = 3 };
+
+template <int A, typename T>
+inline T act(T a) {
+  if constexpr (A == TANH) return tanh2(a);
+  if constexpr (A == RELU) return a < T(0) ? T(0) : a;  // NaN passes, as torch.relu's
+  if constexpr (A == SIGMOID) return sigm(a);
+  return a;
+}
+
+// d ⊙ σ'(a), from the output y = σ(a)
+template <int A, typename T>
+inline T act_grad(T d, T y) {
+  if constexpr (A == TANH) return d * (T(1) - y * y);
+  if constexpr (A == RELU) return y > T(0) ? d : T(0);
+  if constexpr (A == SIGMOID) return d * y * (T(1) - y);
+  return d;
+}
+
+template <typename F>
+void with_act(int64_t code, const F& f) {
+  switch (code) {
+    case IDENTITY: return f(std::integral_constant<int, IDENTITY>{});
+    case TANH: return f(std::integral_constant<int, TANH>{});
+    case RELU: return f(std::integral_constant<int, RELU>{});
+    case SIGMOID: return f(std::integral_constant<int, SIGMOID>{});
+  }
+  TORCH_CHECK(false, "unrolled native engine: unknown activation code ", code);
+}
+
+// x Wᵀ (+ b) for x (B, K), W (N, K): through oneDNN when the caller packed W for it.
+at::Tensor matmul(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& packed,
+                  const std::optional<at::Tensor>& bias = std::nullopt) {
+  if (packed.has_value()) {
+    static auto op = c10::Dispatcher::singleton()
+                         .findSchemaOrThrow("mkldnn::_linear_pointwise", "")
+                         .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
+                                           c10::string_view, c10::List<std::optional<at::Scalar>>,
+                                           std::optional<c10::string_view>)>();
+    return op.call(x, *packed, bias, "none", c10::List<std::optional<at::Scalar>>(), std::nullopt).contiguous();
+  }
+  return bias.has_value() ? at::addmm(*bias, x, w.t()) : at::mm(x, w.t());
+}
+
+// x Wᵀ + acc
+at::Tensor matmul_add(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& packed,
+                      const at::Tensor& acc) {
+  if (packed.has_value()) {
+    static auto op = c10::Dispatcher::singleton()
+                         .findSchemaOrThrow("mkldnn::_linear_pointwise", "binary")
+                         .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                           const std::optional<at::Tensor>&, c10::string_view)>();
+    return op.call(x, acc, *packed, std::nullopt, "add").contiguous();
+  }
+  return at::addmm(acc, x, w.t());
+}
+
+// ∂L/∂Y, (T, B, N) with contiguous rows: time-major, or a batch-first tensor seen time-major, read in place.
+template <typename T>
+struct Rows {
+  const T* p;
+  int64_t st, sb;
+  explicit Rows(const at::Tensor& x) : p(x.data_ptr<T>()), st(x.stride(0)), sb(x.stride(1)) {}
+  const T* operator()(int64_t t, int64_t b) const { return p + t * st + b * sb; }
+};
+
+void check_rows(const at::Tensor& t, const at::Tensor& Y) {
+  TORCH_CHECK(t.sizes() == Y.sizes() && t.stride(2) == 1 && t.device().is_cpu() && t.scalar_type() == Y.scalar_type(),
+              "unrolled native engine: the output gradient must be a CPU tensor shaped as the output, rows contiguous");
+}
+
+// f(b) for every batch row b; the rows are split between threads when the step is large enough.
+template <typename F>
+void each_row(int64_t B, int64_t row_len, const F& f) {
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(row_len, 1));
+  at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) f(b);
+  });
+}
+
+// Σ over the rows of ∂L/∂xp (and ∂L/∂rp): the biases' gradients, added up as the backward writes the rows, not
+// in a second pass over memory. Each thread adds into its own row of `acc`; `total` is (n, G).
+struct BiasSums {
+  at::Tensor acc;
+  BiasSums(const at::Tensor& like, int64_t n, int64_t G) : acc(at::zeros({at::get_num_threads(), n * G}, like.options())) {}
+  template <typename T>
+  T* mine() const {
+    return acc.data_ptr<T>() + at::get_thread_num() * acc.size(1);
+  }
+  at::Tensor total(int64_t n) const { return acc.sum(0).view({n, -1}); }
+};
+
+// The engine (bptt.py) calls these ops with buffers it made; a mismatch would read memory as the wrong thing,
+// so each op checks what it is given: (steps, B, ·) buffers of one dtype, contiguous, on the CPU, and states
+// of B rows of the right width.
+void check(std::initializer_list<at::Tensor> buffers, std::initializer_list<std::pair<at::Tensor, int64_t>> states = {}) {
+  const at::Tensor& first = *buffers.begin();
+  for (const auto& t : buffers)
+    TORCH_CHECK(t.dim() == 3 && t.is_contiguous() && t.device().is_cpu() && t.scalar_type() == first.scalar_type() &&
+                    t.size(1) == first.size(1),
+                "unrolled native engine: time-major buffers must be contiguous CPU tensors (steps, B, ·) of one dtype");
+  for (const auto& [t, width] : states)
+    TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == first.scalar_type() && t.numel() == first.size(1) * width,
+                "unrolled native engine: a state must be (B, ", width, ") of the buffers' dtype");
+}
+
+// W (out, in) and its packed copy; sizes in the buffers' last dimension
+void check_weight(const at::Tensor& w, const std::optional<at::Tensor>& packed, int64_t out, int64_t in) {
+  TORCH_CHECK(w.dim() == 2 && w.size(0) == out && w.size(1) == in && (!packed || packed->sizes() == w.sizes()),
+              "unrolled native engine: a weight of shape (", out, ", ", in, ") expected, got ", w.sizes());
+}
+
+void check_width(const at::Tensor& t, int64_t width) {
+  TORCH_CHECK(t.size(2) == width, "unrolled native engine: a buffer of width ", width, " expected, got ", t.sizes());
+}
+
+void check_range(const at::Tensor& Y, const at::Tensor& chunk, int64_t t0, int64_t t1) {
+  TORCH_CHECK(0 <= t0 && t0 < t1 && t1 <= Y.size(0) && t1 - t0 <= chunk.size(0),
+              "unrolled native engine: steps ", t0, "..", t1, " out of range");
+}
+
+}  // namespace

@@ -1,0 +1,214 @@
+// The LSTM's and the GRU's loops (see common.h for the layout and the helpers).
+
+#include "common.h"
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------- LSTM
+// z = xp + h W_hhᵀ; i, f, o = σ(z_i, z_f, z_o), g = tanh z_g; c = f c_prev + i g; h = o tanh c.
+// Saves the gates over XP[t] and c_t into C[t].
+
+template <typename T>
+void lstm_forward_t(at::Tensor& XP, const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& W,
+                    const std::optional<at::Tensor>& packed, at::Tensor& Y, at::Tensor& C) {
+  const int64_t S = XP.size(0), B = XP.size(1), H = Y.size(2), n = B * H;
+  at::Tensor h = h0;
+  for (int64_t t = 0; t < S; ++t) {
+    at::Tensor m = matmul(h, W, packed);
+    T* z = XP.data_ptr<T>() + t * 4 * n;
+    const T* mm = m.data_ptr<T>();
+    const T* cp = t == 0 ? c0.data_ptr<T>() : C.data_ptr<T>() + (t - 1) * n;
+    T* cn = C.data_ptr<T>() + t * n;
+    T* y = Y.data_ptr<T>() + t * n;
+    each_row(B, 4 * H, [&](int64_t b) {
+      T* zb = z + b * 4 * H;
+      const T* mb = mm + b * 4 * H;
+      const T* cpb = cp + b * H;
+      T* cb = cn + b * H;
+      T* yb = y + b * H;
+#pragma omp simd
+      for (int64_t j = 0; j < H; ++j) {
+        T i = sigm(zb[j] + mb[j]);
+        T f = sigm(zb[H + j] + mb[H + j]);
+        T g = tanh2(zb[2 * H + j] + mb[2 * H + j]);
+        T o = sigm(zb[3 * H + j] + mb[3 * H + j]);
+        T c = f * cpb[j] + i * g;
+        zb[j] = i, zb[H + j] = f, zb[2 * H + j] = g, zb[3 * H + j] = o;
+        cb[j] = c;
+        yb[j] = o * tanh2(c);
+      }
+    });
+    h = Y[t];
+  }
+}
+
+void lstm_forward(at::Tensor XP, const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& W,
+                  const std::optional<at::Tensor>& packed, at::Tensor Y, at::Tensor C) {
+  const int64_t H = Y.size(2);
+  check({XP, Y, C}, {{h0, H}, {c0, H}});
+  check_range(XP, Y, 0, XP.size(0));
+  check_width(XP, 4 * H), check_width(C, H), check_weight(W, packed, 4 * H, H);
+  AT_DISPATCH_FLOATING_TYPES(XP.scalar_type(), "lstm_forward",
+                             [&] { lstm_forward_t<scalar_t>(XP, h0.contiguous(), c0.contiguous(), W, packed, Y, C); });
+}
+
+// Back from ∂L/∂h_t, ∂L/∂c_t (dh, dc: the last step's on entry, ∂L/∂h_0, ∂L/∂c_0 on return):
+// dh += dy; dc += dh o (1 − tanh²c); d i, d f, d g, d o through σ' and tanh', written over the gates;
+// ∂c_{t-1} = dc f; ∂h_{t-1} = ∂z W_hh.
+template <typename T>
+void lstm_backward_t(at::Tensor& XP, const at::Tensor& C, const at::Tensor& c0, const at::Tensor& dY,
+                     at::Tensor& dh, at::Tensor& dc, const at::Tensor& Wt, const std::optional<at::Tensor>& packed,
+                     const BiasSums& sums) {
+  const int64_t S = XP.size(0), B = XP.size(1), H = C.size(2), n = B * H;
+  const Rows<T> dy(dY);
+  T* dcp = dc.data_ptr<T>();
+  for (int64_t t = S - 1; t >= 0; --t) {
+    T* z = XP.data_ptr<T>() + t * 4 * n;
+    const T* cp = t == 0 ? c0.data_ptr<T>() : C.data_ptr<T>() + (t - 1) * n;
+    const T* ct = C.data_ptr<T>() + t * n;
+    const T* dhp = dh.data_ptr<T>();
+    each_row(B, 4 * H, [&](int64_t b) {
+      T* zb = z + b * 4 * H;
+      const T *cpb = cp + b * H, *cb = ct + b * H, *dyb = dy(t, b), *dhb = dhp + b * H;
+      T* dcb = dcp + b * H;
+      T* sb = sums.mine<T>();
+#pragma omp simd
+      for (int64_t j = 0; j < H; ++j) {
+        T i = zb[j], f = zb[H + j], g = zb[2 * H + j], o = zb[3 * H + j];
+        T tc = tanh2(cb[j]);
+        T d = dhb[j] + dyb[j];
+        T dct = dcb[j] + d * o * (T(1) - tc * tc);
+        zb[j] = dct * g * i * (T(1) - i);
+        zb[H + j] = dct * cpb[j] * f * (T(1) - f);
+        zb[2 * H + j] = dct * i * (T(1) - g * g);
+        zb[3 * H + j] = d * tc * o * (T(1) - o);
+        dcb[j] = dct * f;
+        sb[j] += zb[j], sb[H + j] += zb[H + j], sb[2 * H + j] += zb[2 * H + j], sb[3 * H + j] += zb[3 * H + j];
+      }
+    });
+    dh = matmul(XP.select(0, t), Wt, packed);
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_backward(at::Tensor XP, const at::Tensor& C, const at::Tensor& c0,
+                                                 const at::Tensor& dY, const at::Tensor& dhT, const at::Tensor& dcT,
+                                                 const at::Tensor& Wt, const std::optional<at::Tensor>& packed) {
+  const int64_t H = C.size(2);
+  check({XP, C}, {{c0, H}, {dhT, H}, {dcT, H}});
+  check_rows(dY, C);
+  check_width(XP, 4 * H), check_weight(Wt, packed, H, 4 * H);
+  at::Tensor dh = dhT.contiguous(), dc = dcT.clone(at::MemoryFormat::Contiguous);
+  const BiasSums sums(XP, 1, XP.size(2));
+  AT_DISPATCH_FLOATING_TYPES(XP.scalar_type(), "lstm_backward",
+                             [&] { lstm_backward_t<scalar_t>(XP, C, c0.contiguous(), dY, dh, dc, Wt, packed, sums); });
+  return {dh, dc, sums.total(1)};
+}
+
+// ----------------------------------------------------------------------------------------------- GRU
+// rp = h W_hhᵀ + b_hh; r, u = σ(xp_r + rp_r, xp_u + rp_u); n = tanh(xp_n + r rp_n); h = n + u (h_prev − n).
+// Saves r, u, n over XP[t] and rp_n into HN[t].
+
+template <typename T>
+void gru_forward_t(at::Tensor& XP, const at::Tensor& h0, const at::Tensor& W, const std::optional<at::Tensor>& packed,
+                   const std::optional<at::Tensor>& bias, at::Tensor& Y, at::Tensor& HN) {
+  const int64_t S = XP.size(0), B = XP.size(1), H = Y.size(2), n = B * H;
+  at::Tensor h = h0;
+  for (int64_t t = 0; t < S; ++t) {
+    at::Tensor m = matmul(h, W, packed, bias);
+    T* x = XP.data_ptr<T>() + t * 3 * n;
+    const T *mm = m.data_ptr<T>(), *hp = h.data_ptr<T>();
+    T *hn = HN.data_ptr<T>() + t * n, *y = Y.data_ptr<T>() + t * n;
+    each_row(B, 3 * H, [&](int64_t b) {
+      T* xb = x + b * 3 * H;
+      const T* mb = mm + b * 3 * H;
+#pragma omp simd
+      for (int64_t j = 0; j < H; ++j) {
+        T r = sigm(xb[j] + mb[j]);
+        T u = sigm(xb[H + j] + mb[H + j]);
+        T nn = tanh2(xb[2 * H + j] + r * mb[2 * H + j]);
+        xb[j] = r, xb[H + j] = u, xb[2 * H + j] = nn;
+        hn[b * H + j] = mb[2 * H + j];
+        y[b * H + j] = nn + u * (hp[b * H + j] - nn);
+      }
+    });
+    h = Y.select(0, t);
+  }
+}
+
+void gru_forward(at::Tensor XP, const at::Tensor& h0, const at::Tensor& W, const std::optional<at::Tensor>& packed,
+                 const std::optional<at::Tensor>& bias, at::Tensor Y, at::Tensor HN) {
+  const int64_t H = Y.size(2);
+  check({XP, Y, HN}, {{h0, H}});
+  check_range(XP, Y, 0, XP.size(0));
+  check_width(XP, 3 * H), check_width(HN, H), check_weight(W, packed, 3 * H, H);
+  TORCH_CHECK(!bias || (bias->numel() == 3 * H && bias->scalar_type() == XP.scalar_type()), "gru_forward: bias");
+  AT_DISPATCH_FLOATING_TYPES(XP.scalar_type(), "gru_forward",
+                             [&] { gru_forward_t<scalar_t>(XP, h0.contiguous(), W, packed, bias, Y, HN); });
+}
+
+// d = ∂h + dy; ∂u = d (h_prev − n) u(1 − u); ∂n = d (1 − u)(1 − n²); ∂r = ∂n rp_n r(1 − r);
+// ∂xp = (∂r, ∂u, ∂n) over XP[t], ∂rp = (∂r, ∂u, ∂n r) into dRP[t]; ∂h_{t-1} = d u + ∂rp W_hh.
+template <typename T>
+at::Tensor gru_backward_t(at::Tensor& XP, at::Tensor& dRP, const at::Tensor& HN, const at::Tensor& Y,
+                          const at::Tensor& h0, const at::Tensor& dY, at::Tensor dh, const at::Tensor& Wt,
+                          const std::optional<at::Tensor>& packed, const BiasSums& sums) {
+  const int64_t S = XP.size(0), B = XP.size(1), H = Y.size(2), n = B * H;
+  const Rows<T> dy(dY);
+  at::Tensor direct = at::empty_like(dh);
+  for (int64_t t = S - 1; t >= 0; --t) {
+    T *x = XP.data_ptr<T>() + t * 3 * n, *dr = dRP.data_ptr<T>() + t * 3 * n, *dd = direct.data_ptr<T>();
+    const T *hn = HN.data_ptr<T>() + t * n, *d = dh.data_ptr<T>();
+    const T* hp = t == 0 ? h0.data_ptr<T>() : Y.data_ptr<T>() + (t - 1) * n;
+    each_row(B, 3 * H, [&](int64_t b) {
+      T *xb = x + b * 3 * H, *drb = dr + b * 3 * H, *sx = sums.mine<T>(), *sr = sx + 3 * H;
+      const T* dyb = dy(t, b);
+#pragma omp simd
+      for (int64_t j = 0; j < H; ++j) {
+        const int64_t k = b * H + j;
+        T r = xb[j], u = xb[H + j], nn = xb[2 * H + j];
+        T g = d[k] + dyb[j];
+        T dn = g * (T(1) - u) * (T(1) - nn * nn);
+        T dr_ = dn * hn[k] * r * (T(1) - r);
+        T du = g * (hp[k] - nn) * u * (T(1) - u);
+        xb[j] = dr_, xb[H + j] = du, xb[2 * H + j] = dn;
+        drb[j] = dr_, drb[H + j] = du, drb[2 * H + j] = dn * r;
+        sx[j] += dr_, sx[H + j] += du, sx[2 * H + j] += dn;
+        sr[j] += dr_, sr[H + j] += du, sr[2 * H + j] += dn * r;
+        dd[k] = g * u;
+      }
+    });
+    dh = matmul_add(dRP.select(0, t), Wt, packed, direct);
+  }
+  return dh;
+}
+
+std::tuple<at::Tensor, at::Tensor> gru_backward(at::Tensor XP, at::Tensor dRP, const at::Tensor& HN, const at::Tensor& Y, const at::Tensor& h0,
+                        const at::Tensor& dY, const at::Tensor& dh, const at::Tensor& Wt,
+                        const std::optional<at::Tensor>& packed) {
+  const int64_t H = Y.size(2);
+  check({XP, dRP, HN, Y}, {{h0, H}, {dh, H}});
+  check_rows(dY, Y);
+  check_range(XP, Y, 0, XP.size(0));
+  check_width(XP, 3 * H), check_width(dRP, 3 * H), check_width(HN, H), check_weight(Wt, packed, H, 3 * H);
+  at::Tensor out;
+  const BiasSums sums(XP, 2, XP.size(2));
+  AT_DISPATCH_FLOATING_TYPES(XP.scalar_type(), "gru_backward", [&] {
+    out = gru_backward_t<scalar_t>(XP, dRP, HN, Y, h0.contiguous(), dY, dh.contiguous(), Wt, packed, sums);
+  });
+  return {out, sums.total(2)};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(unrolled, m) {
+  m.def("lstm_forward(Tensor(a!) xp, Tensor h0, Tensor c0, Tensor w, Tensor? packed, Tensor(b!) y, Tensor(c!) c) -> ()",
+        &lstm_forward);
+  m.def("lstm_backward(Tensor(a!) xp, Tensor c, Tensor c0, Tensor dy, Tensor dh, Tensor dc, Tensor wt, Tensor? packed)"
+        " -> (Tensor, Tensor, Tensor)",
+        &lstm_backward);
+  m.def("gru_forward(Tensor(a!) xp, Tensor h0, Tensor w, Tensor? packed, Tensor? bias, Tensor(b!) y, Tensor(c!) hn) -> ()",
+        &gru_forward);
+  m.def("gru_backward(Tensor(a!) xp, Tensor(b!) drp, Tensor hn, Tensor y, Tensor h0, Tensor dy, Tensor dh, Tensor wt, "
+        "Tensor? packed) -> (Tensor, Tensor)",
+        &gru_backward);
+}

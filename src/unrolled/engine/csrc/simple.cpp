@@ -1,0 +1,229 @@
+// Elman's and Jordan's loops, and the tiled transpose that packs Wᵀ (see common.h for the layout and the
+// helpers). The library `unrolled` is declared here; gated.cpp adds the LSTM's and the GRU's ops to it.
+// Kernels for every dispatch key (a packed weight is an MkldnnCPU tensor); called only under no_grad, from the
+// engine's autograd.Function.
+
+#include "common.h"
+
+namespace {
+
+// ------------------------------------------------------------------------------------------- weights
+// Wᵀ, contiguous: a tiled transpose (torch's strided copy took about 4× as long for a (2048, 512) weight
+// here); what linear.PackedLinear packs for the backward's products ∂z W.
+
+at::Tensor transposed(const at::Tensor& w) {
+  TORCH_CHECK(w.dim() == 2 && w.is_contiguous() && w.device().is_cpu(), "transposed: a contiguous CPU matrix");
+  const int64_t R = w.size(0), C = w.size(1), tile = 16;
+  at::Tensor out = at::empty({C, R}, w.options());
+  AT_DISPATCH_FLOATING_TYPES(w.scalar_type(), "transposed", [&] {
+    const scalar_t* src = w.data_ptr<scalar_t>();
+    scalar_t* dst = out.data_ptr<scalar_t>();
+    at::parallel_for(0, C, tile, [&](int64_t c_begin, int64_t c_end) {
+      for (int64_t c0 = c_begin; c0 < c_end; c0 += tile) {
+        const int64_t c1 = std::min(c_end, c0 + tile);
+        for (int64_t r0 = 0; r0 < R; r0 += tile) {
+          const int64_t r1 = std::min(R, r0 + tile);
+          for (int64_t c = c0; c < c1; ++c)
+            for (int64_t r = r0; r < r1; ++r) dst[c * R + r] = src[r * C + c];
+        }
+      }
+    });
+  });
+  return out;
+}
+
+// --------------------------------------------------------------------------------------------- Elman
+// h = σ(xp + h W_hhᵀ), into Y[t]; back: ∂z = (∂h + dy) σ'(z), from h, into dZ[t − t0]; ∂h_{t-1} = ∂z W_hh.
+
+template <typename T, int A>
+void elman_forward_t(const at::Tensor& XP, const at::Tensor& h0, const at::Tensor& W,
+                     const std::optional<at::Tensor>& packed, at::Tensor& Y) {
+  const int64_t S = XP.size(0), B = XP.size(1), H = Y.size(2), n = B * H;
+  at::Tensor h = h0;
+  for (int64_t t = 0; t < S; ++t) {
+    at::Tensor m = matmul(h, W, packed);
+    const T *z = XP.data_ptr<T>() + t * n, *mm = m.data_ptr<T>();
+    T* y = Y.data_ptr<T>() + t * n;
+    each_row(B, H, [&](int64_t b) {
+#pragma omp simd
+      for (int64_t j = b * H; j < (b + 1) * H; ++j) y[j] = act<A>(z[j] + mm[j]);
+    });
+    h = Y.select(0, t);
+  }
+}
+
+void elman_forward(const at::Tensor& XP, const at::Tensor& h0, const at::Tensor& W,
+                   const std::optional<at::Tensor>& packed, int64_t act_code, at::Tensor Y) {
+  const int64_t H = Y.size(2);
+  check({XP, Y}, {{h0, H}});
+  check_range(XP, Y, 0, XP.size(0));
+  check_width(XP, H), check_weight(W, packed, H, H);
+  with_act(act_code, [&](auto A) {
+    AT_DISPATCH_FLOATING_TYPES(XP.scalar_type(), "elman_forward", [&] {
+      elman_forward_t<scalar_t, decltype(A)::value>(XP, h0.contiguous(), W, packed, Y);
+    });
+  });
+}
+
+template <typename T, int A>
+at::Tensor elman_backward_t(at::Tensor& dZ, const at::Tensor& Y, const at::Tensor& dY, at::Tensor dh,
+                            const at::Tensor& Wt, const std::optional<at::Tensor>& packed, int64_t t0, int64_t t1,
+                            const BiasSums& sums) {
+  const int64_t B = Y.size(1), H = Y.size(2), n = B * H;
+  const Rows<T> dy(dY);
+  for (int64_t t = t1 - 1; t >= t0; --t) {
+    const T *y = Y.data_ptr<T>() + t * n, *d = dh.data_ptr<T>();
+    T* dz = dZ.data_ptr<T>() + (t - t0) * n;
+    each_row(B, H, [&](int64_t b) {
+      const T* dyb = dy(t, b);
+      const int64_t r = b * H;
+      T* sb = sums.mine<T>();
+#pragma omp simd
+      for (int64_t j = 0; j < H; ++j) {
+        dz[r + j] = act_grad<A>(d[r + j] + dyb[j], y[r + j]);
+        sb[j] += dz[r + j];
+      }
+    });
+    dh = matmul(dZ.select(0, t - t0), Wt, packed);
+  }
+  return dh;
+}
+
+std::tuple<at::Tensor, at::Tensor> elman_backward(at::Tensor dZ, const at::Tensor& Y, const at::Tensor& dY, const at::Tensor& dh,
+                          const at::Tensor& Wt, const std::optional<at::Tensor>& packed, int64_t act_code, int64_t t0,
+                          int64_t t1) {
+  const int64_t H = Y.size(2);
+  check({dZ, Y}, {{dh, H}});
+  check_rows(dY, Y);
+  check_range(Y, dZ, t0, t1);
+  check_width(dZ, H), check_weight(Wt, packed, H, H);
+  at::Tensor out;
+  const BiasSums sums(dZ, 1, dZ.size(2));
+  with_act(act_code, [&](auto A) {
+    AT_DISPATCH_FLOATING_TYPES(dZ.scalar_type(), "elman_backward", [&] {
+      out = elman_backward_t<scalar_t, decltype(A)::value>(dZ, Y, dY, dh.contiguous(), Wt, packed, t0, t1, sums);
+    });
+  });
+  return {out, sums.total(1)};
+}
+
+// -------------------------------------------------------------------------------------------- Jordan
+// h = σ_h(xp + y_prev W_yhᵀ), written over XP[t]; y = σ_y(h W_hyᵀ + b_y), into Y[t].
+
+template <typename T, int AH, int AY>
+void jordan_forward_t(at::Tensor& XP, const at::Tensor& y0, const at::Tensor& Wyh,
+                      const std::optional<at::Tensor>& packed, const at::Tensor& Why,
+                      const std::optional<at::Tensor>& packed_out, const std::optional<at::Tensor>& bias_y,
+                      at::Tensor& Y) {
+  const int64_t S = XP.size(0), B = XP.size(1), H = XP.size(2), O = Y.size(2);
+  at::Tensor y_prev = y0;
+  for (int64_t t = 0; t < S; ++t) {
+    at::Tensor m = matmul(y_prev, Wyh, packed);
+    T* a = XP.data_ptr<T>() + t * B * H;
+    const T* mm = m.data_ptr<T>();
+    each_row(B, H, [&](int64_t b) {
+#pragma omp simd
+      for (int64_t j = b * H; j < (b + 1) * H; ++j) a[j] = act<AH>(a[j] + mm[j]);
+    });
+    at::Tensor o = matmul(XP.select(0, t), Why, packed_out, bias_y);
+    const T* op = o.data_ptr<T>();
+    T* y = Y.data_ptr<T>() + t * B * O;
+    each_row(B, O, [&](int64_t b) {
+#pragma omp simd
+      for (int64_t j = b * O; j < (b + 1) * O; ++j) y[j] = act<AY>(op[j]);
+    });
+    y_prev = Y.select(0, t);
+  }
+}
+
+void jordan_forward(at::Tensor XP, const at::Tensor& y0, const at::Tensor& Wyh, const std::optional<at::Tensor>& packed,
+                    const at::Tensor& Why, const std::optional<at::Tensor>& packed_out,
+                    const std::optional<at::Tensor>& bias_y, int64_t act_h, int64_t act_y, at::Tensor Y) {
+  const int64_t H = XP.size(2), O = Y.size(2);
+  check({XP, Y}, {{y0, O}});
+  check_range(XP, Y, 0, XP.size(0));
+  check_weight(Wyh, packed, H, O), check_weight(Why, packed_out, O, H);
+  TORCH_CHECK(!bias_y || (bias_y->numel() == O && bias_y->scalar_type() == XP.scalar_type()), "jordan_forward: bias");
+  with_act(act_h, [&](auto AH) {
+    with_act(act_y, [&](auto AY) {
+      AT_DISPATCH_FLOATING_TYPES(XP.scalar_type(), "jordan_forward", [&] {
+        jordan_forward_t<scalar_t, decltype(AH)::value, decltype(AY)::value>(XP, y0.contiguous(), Wyh, packed, Why,
+                                                                             packed_out, bias_y, Y);
+      });
+    });
+  });
+}
+
+// ∂o = σ_y'(∂y_t + dy) into dO[t − t0]; ∂a = σ_h'(∂o W_hy) into dA[t − t0]; ∂y_{t-1} = ∂a W_yh.
+template <typename T, int AH, int AY>
+at::Tensor jordan_backward_t(at::Tensor& dA, at::Tensor& dO, const at::Tensor& Hs, const at::Tensor& Y,
+                             const at::Tensor& dY, at::Tensor dy_state, const at::Tensor& Wyh_t,
+                             const std::optional<at::Tensor>& packed, const at::Tensor& Why_t,
+                             const std::optional<at::Tensor>& packed_out, int64_t t0, int64_t t1,
+                             const BiasSums& sums) {
+  const int64_t B = Y.size(1), O = Y.size(2), H = Hs.size(2);
+  const Rows<T> dy(dY);
+  for (int64_t t = t1 - 1; t >= t0; --t) {
+    const T *y = Y.data_ptr<T>() + t * B * O, *ds = dy_state.data_ptr<T>();
+    T* dout = dO.data_ptr<T>() + (t - t0) * B * O;
+    each_row(B, O, [&](int64_t b) {
+      const T* dyb = dy(t, b);
+      const int64_t r = b * O;
+#pragma omp simd
+      for (int64_t j = 0; j < O; ++j) dout[r + j] = act_grad<AY>(ds[r + j] + dyb[j], y[r + j]);
+    });
+    at::Tensor dh = matmul(dO.select(0, t - t0), Why_t, packed_out);
+    const T *h = Hs.data_ptr<T>() + t * B * H, *dhp = dh.data_ptr<T>();
+    T* da = dA.data_ptr<T>() + (t - t0) * B * H;
+    each_row(B, H, [&](int64_t b) {
+      T* sb = sums.mine<T>();
+      const int64_t r = b * H;
+#pragma omp simd
+      for (int64_t j = 0; j < H; ++j) {
+        da[r + j] = act_grad<AH>(dhp[r + j], h[r + j]);
+        sb[j] += da[r + j];
+      }
+    });
+    dy_state = matmul(dA.select(0, t - t0), Wyh_t, packed);
+  }
+  return dy_state;
+}
+
+std::tuple<at::Tensor, at::Tensor> jordan_backward(at::Tensor dA, at::Tensor dO, const at::Tensor& Hs, const at::Tensor& Y,
+                           const at::Tensor& dY, const at::Tensor& dy_state, const at::Tensor& Wyh_t,
+                           const std::optional<at::Tensor>& packed, const at::Tensor& Why_t,
+                           const std::optional<at::Tensor>& packed_out, int64_t act_h, int64_t act_y, int64_t t0,
+                           int64_t t1) {
+  const int64_t H = Hs.size(2), O = Y.size(2);
+  check({dA, dO, Hs, Y}, {{dy_state, O}});
+  check_rows(dY, Y);
+  check_range(Y, dA, t0, t1), check_range(Y, dO, t0, t1), check_range(Hs, Y, 0, Hs.size(0));
+  check_width(dA, H), check_width(dO, O), check_weight(Wyh_t, packed, O, H), check_weight(Why_t, packed_out, H, O);
+  at::Tensor out;
+  const BiasSums sums(dA, 1, dA.size(2));
+  with_act(act_h, [&](auto AH) {
+    with_act(act_y, [&](auto AY) {
+      AT_DISPATCH_FLOATING_TYPES(dA.scalar_type(), "jordan_backward", [&] {
+        out = jordan_backward_t<scalar_t, decltype(AH)::value, decltype(AY)::value>(
+            dA, dO, Hs, Y, dY, dy_state.contiguous(), Wyh_t, packed, Why_t, packed_out, t0, t1, sums);
+      });
+    });
+  });
+  return {out, sums.total(1)};
+}
+
+}  // namespace
+
+TORCH_LIBRARY(unrolled, m) {
+  m.def("transposed(Tensor w) -> Tensor", &transposed);
+  m.def("elman_forward(Tensor xp, Tensor h0, Tensor w, Tensor? packed, int act, Tensor(a!) y) -> ()", &elman_forward);
+  m.def("elman_backward(Tensor(a!) dz, Tensor y, Tensor dy, Tensor dh, Tensor wt, Tensor? packed, int act, int t0, "
+        "int t1) -> (Tensor, Tensor)",
+        &elman_backward);
+  m.def("jordan_forward(Tensor(a!) xp, Tensor y0, Tensor w_yh, Tensor? packed, Tensor w_hy, Tensor? packed_out, "
+        "Tensor? bias_y, int act_h, int act_y, Tensor(b!) y) -> ()",
+        &jordan_forward);
+  m.def("jordan_backward(Tensor(a!) da, Tensor(b!) dout, Tensor hs, Tensor y, Tensor dy, Tensor dstate, Tensor w_yh_t, "
+        "Tensor? packed, Tensor w_hy_t, Tensor? packed_out, int act_h, int act_y, int t0, int t1) -> (Tensor, Tensor)",
+        &jordan_backward);
+}
