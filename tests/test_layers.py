@@ -113,11 +113,22 @@ def test_jordan_layer_is_cells_composed_by_unroll():
     assert state.h.shape == (4, B, 2) and ys.shape == (B, T, 4)
 
 
-def test_auto_picks_fused_where_torch_has_a_kernel():
+def test_auto_picks_the_measured_fastest_backend():
+    """On the CPU: the engine's C++ loops for Elman and GRU sequences (faster than torch.nn's CPU kernels,
+    docs/benchmarks.md), torch.nn's fused LSTM, bptt for Jordan; fused for Elman and GRU where the C++ loops
+    would not serve the call (padding, recorded norms, UNROLLED_NATIVE=0)."""
+    from unrolled.engine import native
+
     xs = torch.randn(B, T, I)
-    for layer in (unrolled.RNN(I, H), unrolled.LSTM(I, H), unrolled.GRU(I, H)):
+    cpp = "bptt" if native.ops() is not None else "fused"
+    for layer, want in [(unrolled.RNN(I, H), cpp), (unrolled.GRU(I, H), cpp), (unrolled.LSTM(I, H), "fused")]:
         layer(xs)
-        assert layer.last_backend == "fused"
+        assert layer.last_backend == want, layer
+        layer(xs, lengths=[T] * B)
+        assert layer.last_backend == "fused", layer
+        layer.record_grad_norms = True
+        layer(xs)
+        assert layer.last_backend == "fused", layer
     jordan = unrolled.Jordan(I, H)
     jordan(xs)
     assert jordan.last_backend == "bptt"

@@ -17,7 +17,7 @@ from . import fused
 from ._checks import check_lengths, check_sequence, check_state_like
 from .cells import ElmanCell, GRUCell, JordanCell, LSTMCell, LSTMState, RNNState
 from .cells.base import Cell
-from .engine import unroll_bptt
+from .engine import native, unroll_bptt
 from .errors import UnrolledError
 from .regularizers import dropout
 from .unroll import unroll
@@ -84,6 +84,10 @@ class RecurrentLayer(nn.Module):
     fused_kernel: str | None = None
     # what "auto" runs for a single time step on the CPU (sampling, decoders), where measured faster
     step_backend: str | None = None
+    # whether "auto" runs the bptt engine on the CPU where its C++ loops serve the call (a sequence, no
+    # padding, no recorded norms): measured faster than torch.nn's CPU kernels for Elman and GRU, whose CPU
+    # kernels are step loops; torch.nn's LSTM kernel (oneDNN's) stays faster (docs/benchmarks.md)
+    cpu_native_first: bool = False
 
     def __init__(
         self,
@@ -178,12 +182,15 @@ class RecurrentLayer(nn.Module):
         ]
         return self.state_class(*fields)
 
-    def choose_backend(self, backend: str, cpu_step: bool = False) -> str:
+    def choose_backend(self, backend: str, cpu_step: bool = False, cpu_native: bool = False) -> str:
         """The backend that will run: `backend` itself, or for "auto" the first that supports this layer
-        (for one time step on the CPU, `cpu_step`, the layer's `step_backend` if it has one)."""
+        (for one time step on the CPU, `cpu_step`, the layer's `step_backend` if it has one; where the
+        engine's C++ loops would run the call, `cpu_native`, bptt if the layer prefers them)."""
         if backend == "auto":
             if cpu_step and self.step_backend:
                 return self.step_backend
+            if cpu_native and self.cpu_native_first:
+                return "bptt"
             return next(b for b in AUTO_ORDER if BACKENDS[b][0](self) is None)
         if backend not in BACKENDS:
             raise UnrolledError(f"unknown backend {backend!r}; choose one of auto, {', '.join(BACKENDS)}")
@@ -212,7 +219,10 @@ class RecurrentLayer(nn.Module):
         """
         B, T = check_sequence(xs, self.input_size)
         lengths = check_lengths(lengths, B, T, xs.device)
-        name = self.choose_backend(backend, cpu_step=T == 1 and xs.device.type == "cpu")
+        cpu = xs.device.type == "cpu"
+        native_serves = backend == "auto" and cpu and T > 1 and lengths is None and not self.record_grad_norms
+        native_serves = native_serves and xs.dtype in (torch.float32, torch.float64) and native.ops() is not None
+        name = self.choose_backend(backend, cpu_step=T == 1 and cpu, cpu_native=native_serves)
         hx = list(self.init_state(B, xs.device, xs.dtype)) if state is None else self._coerce_state(state, B, xs.dtype)
         self.last_backend = name
         ys, hx = BACKENDS[name][1](self, xs, hx, lengths)
@@ -234,6 +244,7 @@ class RNN(RecurrentLayer):
     """
 
     cell_class = ElmanCell
+    cpu_native_first = True
 
     def __init__(
         self,
@@ -281,6 +292,7 @@ class GRU(RecurrentLayer):
 
     cell_class = GRUCell
     fused_kernel = "gru"
+    cpu_native_first = True
 
 
 class Jordan(RecurrentLayer):
