@@ -134,7 +134,7 @@ def test_auto_picks_the_measured_fastest_backend():
     assert jordan.last_backend == "bptt"
 
 
-def test_auto_runs_single_lstm_steps_on_the_reference_backend_with_the_same_numbers():
+def test_auto_runs_single_lstm_and_jordan_steps_on_the_reference_backend_with_the_same_numbers():
     lstm = unrolled.LSTM(I, H, num_layers=2).double()
     x, state = torch.randn(B, 1, I, dtype=torch.float64), lstm.init_state(B, dtype=torch.float64)
     y, s = lstm(x, state)
@@ -147,6 +147,12 @@ def test_auto_runs_single_lstm_steps_on_the_reference_backend_with_the_same_numb
     gru = unrolled.GRU(I, H)
     gru(torch.randn(B, 1, I))
     assert gru.last_backend == "fused"
+    jordan = unrolled.Jordan(I, H).double()
+    y, s = jordan(x)
+    assert jordan.last_backend == "reference"
+    y_bptt, s_bptt = jordan(x, backend="bptt")
+    assert_close(y, y_bptt, 1e-10)
+    assert_close(s.h, s_bptt.h, 1e-10)
 
 
 def test_dropout_between_layers_only():

@@ -304,6 +304,8 @@ class Jordan(RecurrentLayer):
     """
 
     cell_class = JordanCell
+    # single CPU steps (sampling): the reference ran 1.5x the engine's speed (`generate` rows, docs/benchmarks.md)
+    step_backend = "reference"
 
     def __init__(
         self,
