@@ -29,8 +29,8 @@ CELLS = {
 @pytest.fixture(params=["python", "c++"])
 def steps(request, monkeypatch):
     """Where the engine runs its steps: the cells' Python `step`/`step_backward`, or the C++ loops
-    (engine/csrc/), which serve passes without padding or recorded norms. `UNROLLED_NATIVE=0` skips the
-    C++ half; otherwise a build that fails is a failure here, not a skip."""
+    (engine/csrc/), which serve every pass on the CPU but those that record norms. `UNROLLED_NATIVE=0`
+    skips the C++ half; otherwise a build that fails is a failure here, not a skip."""
     if request.param == "python":
         monkeypatch.setattr(native, "ops", lambda: None)
     elif os.environ.get("UNROLLED_NATIVE") == "0":
@@ -81,8 +81,7 @@ def test_engine_gradcheck(kind, steps):
 
     def f(xs, *rest):
         state = type(s0)(*rest[:n]) if isinstance(s0, tuple) else rest[0]
-        lengths = [4, 3] if steps == "python" else None  # padding runs the Python steps
-        ys, final = unroll_bptt(cell.bind(dict(zip(names, rest[n:]))), xs, state, lengths=lengths)
+        ys, final = unroll_bptt(cell.bind(dict(zip(names, rest[n:]))), xs, state, lengths=[4, 3])
         return ys, *leaves(final)
 
     assert torch.autograd.gradcheck(f, (xs, *leaves(s0), *params))
@@ -137,11 +136,12 @@ def test_bptt_peak_memory_is_not_more_than_reference(name):
     assert peak["bptt"] <= peak["reference"], peak
 
 
+@pytest.mark.parametrize("padded", [False, True])
 @pytest.mark.parametrize("steps_per_chunk", [2, 3])
 @pytest.mark.parametrize("kind", sorted(CELLS))
-def test_engine_equals_autograd_with_the_sums_taken_in_chunks(kind, steps_per_chunk, monkeypatch, steps):
+def test_engine_equals_autograd_with_the_sums_taken_in_chunks(kind, steps_per_chunk, padded, monkeypatch, steps):
     """The weight gradients and ∂X, taken a chunk of steps at a time during the backward (a buffer of one
-    chunk reused), equal autograd's: 7 steps in chunks of 2 or 3 (with padding for the Python steps)."""
+    chunk reused), equal autograd's: 7 steps in chunks of 2 or 3, with and without padding."""
     from unrolled import linear
 
     monkeypatch.setattr(linear, "GRAD_CHUNK_ROWS", 3 * steps_per_chunk)
@@ -150,7 +150,7 @@ def test_engine_equals_autograd_with_the_sums_taken_in_chunks(kind, steps_per_ch
     s0 = random_state(cell, 3)
     results = []
     for fn in (unrolled.unroll, unroll_bptt):
-        ys, state = fn(cell, xs, s0, lengths=torch.tensor([7, 2, 5]) if steps == "python" else None)
+        ys, state = fn(cell, xs, s0, lengths=torch.tensor([7, 2, 5]) if padded else None)
         loss = (ys * torch.linspace(-1, 1, ys.numel(), dtype=ys.dtype).view_as(ys)).sum() + leaves(state)[0].sum()
         results.append([ys, *torch.autograd.grad(loss, [xs, *leaves(s0), *cell.parameters()])])
     for a, b in zip(*results):
@@ -177,7 +177,7 @@ def test_a_second_backward_through_the_same_pass_gives_the_same_gradients(kind, 
     """The backward uses up what the forward saved; going back again (retain_graph=True) recomputes it."""
     cell = CELLS[kind]().double()
     xs = torch.randn(3, 6, 3, dtype=torch.double, requires_grad=True)
-    ys, _ = unroll_bptt(cell, xs, lengths=torch.tensor([6, 2, 4]) if steps == "python" else None)
+    ys, _ = unroll_bptt(cell, xs, lengths=torch.tensor([6, 2, 4]))
     loss = (torch.linspace(-1, 1, ys.numel(), dtype=ys.dtype).view_as(ys) * ys).sum()
     first = torch.autograd.grad(loss, [xs, *cell.parameters()], retain_graph=True)
     second = torch.autograd.grad(loss, [xs, *cell.parameters()])
@@ -222,7 +222,7 @@ def test_engine_on_onednn_packed_weights_matches_reference_in_float32(name, monk
     for backend in ("reference", "bptt"):
         layer.zero_grad(set_to_none=True)
         xs.grad = None
-        ys, state = layer(xs, lengths=[7, 5, 2, 1] if steps == "python" else None, backend=backend)
+        ys, state = layer(xs, lengths=[7, 5, 2, 1], backend=backend)
         ((w * ys).sum() + state[0].square().sum()).backward()
         results[backend] = [ys, *state, xs.grad, *[p.grad for p in layer.parameters()]]
     for i, (got, want) in enumerate(zip(results["bptt"], results["reference"])):
@@ -253,8 +253,8 @@ def test_onednn_one_shot_products_match_float64(monkeypatch):
 
 @pytest.mark.parametrize("kind", ["tanh", "relu", "lstm", "gru", "gru-nobias", "jordan", "jordan-sigmoid"])
 def test_engine_runs_the_cpp_loops_where_it_can_and_the_python_steps_elsewhere(kind, monkeypatch):
-    """A spy on the C++ ops: a pass without padding or recorded norms runs the cell's two C++ loops; with
-    either, none (and Jordan with a softmax output never: that one is Python only)."""
+    """A spy on the C++ ops: a pass runs the cell's two C++ loops, padded or not; one that records norms runs
+    none (and Jordan with a softmax output never: that one is Python only)."""
     real = native.ops()
     if real is None:
         pytest.skip("UNROLLED_NATIVE=0") if os.environ.get("UNROLLED_NATIVE") == "0" else pytest.fail("no C++ loops")
@@ -271,7 +271,7 @@ def test_engine_runs_the_cpp_loops_where_it_can_and_the_python_steps_elsewhere(k
     family = type(cell).__name__.removesuffix("Cell").lower()
     for kwargs, want in [
         ({}, [f"{family}_forward", f"{family}_backward"]),
-        ({"lengths": [5, 3]}, []),
+        ({"lengths": [5, 3]}, [f"{family}_forward", f"{family}_backward"]),
         ({"record": []}, []),
     ]:
         calls.clear()
@@ -335,13 +335,16 @@ def test_cpp_ops_refuse_buffers_that_do_not_fit():
     T, B, H = 3, 2, 4
     XP, Y, C, h = torch.zeros(T, B, 4 * H), torch.zeros(T, B, H), torch.zeros(T, B, H), torch.zeros(B, H)
     W = torch.zeros(4 * H, H)
-    ops.lstm_forward(XP.clone(), h, h, W, None, Y, C)  # fits
+    ops.lstm_forward(XP.clone(), h, h, W, None, Y, C, None)  # fits
+    ops.lstm_forward(XP.clone(), h, h, W, None, Y, C, torch.tensor([3, 1]))  # fits, padded
     bad = [
-        lambda: ops.lstm_forward(XP, h.double(), h, W, None, Y, C),  # dtype
-        lambda: ops.lstm_forward(XP[..., :H].contiguous(), h, h, W, None, Y, C),  # width
-        lambda: ops.lstm_forward(XP, h, h, W[:H], None, Y, C),  # weight
-        lambda: ops.elman_backward(Y.clone(), Y, Y, h, W[:H], None, 1, 1, T + 1),  # steps
-        lambda: ops.elman_backward(Y.clone(), Y, Y[:, :1], h, W[:H], None, 1, 0, T),  # ∂L/∂Y's shape
+        lambda: ops.lstm_forward(XP, h.double(), h, W, None, Y, C, None),  # dtype
+        lambda: ops.lstm_forward(XP[..., :H].contiguous(), h, h, W, None, Y, C, None),  # width
+        lambda: ops.lstm_forward(XP, h, h, W[:H], None, Y, C, None),  # weight
+        lambda: ops.lstm_forward(XP, h, h, W, None, Y, C, torch.tensor([4, 1])),  # a length past T
+        lambda: ops.lstm_forward(XP, h, h, W, None, Y, C, torch.tensor([3])),  # lengths for another batch
+        lambda: ops.elman_backward(Y.clone(), Y, Y, h, h, W[:H], None, 1, 1, T + 1, None),  # steps
+        lambda: ops.elman_backward(Y.clone(), Y, Y[:, :1], h, h, W[:H], None, 1, 0, T, None),  # ∂L/∂Y's shape
     ]
     for call in bad:
         with pytest.raises(RuntimeError, match="unrolled native engine"):

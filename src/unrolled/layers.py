@@ -85,8 +85,8 @@ class RecurrentLayer(nn.Module):
     # what "auto" runs for a single time step on the CPU (sampling, decoders), where measured faster
     step_backend: str | None = None
     # whether "auto" runs the bptt engine on the CPU where its C++ loops serve the call (a sequence, no
-    # padding, no recorded norms): measured faster than torch.nn's CPU kernels for Elman and GRU, whose CPU
-    # kernels are step loops; torch.nn's LSTM kernel (oneDNN's) stays faster (docs/benchmarks.md)
+    # recorded norms): measured faster than torch.nn's CPU kernels for Elman and GRU, whose CPU kernels are
+    # step loops; torch.nn's LSTM kernel (oneDNN's) stays faster (docs/benchmarks.md)
     cpu_native_first: bool = False
 
     def __init__(
@@ -220,7 +220,7 @@ class RecurrentLayer(nn.Module):
         B, T = check_sequence(xs, self.input_size)
         lengths = check_lengths(lengths, B, T, xs.device)
         cpu = xs.device.type == "cpu"
-        native_serves = backend == "auto" and cpu and T > 1 and lengths is None and not self.record_grad_norms
+        native_serves = backend == "auto" and cpu and T > 1 and not self.record_grad_norms
         native_serves = native_serves and xs.dtype in (torch.float32, torch.float64) and native.ops() is not None
         name = self.choose_backend(backend, cpu_step=T == 1 and cpu, cpu_native=native_serves)
         hx = list(self.init_state(B, xs.device, xs.dtype)) if state is None else self._coerce_state(state, B, xs.dtype)

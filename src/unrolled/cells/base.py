@@ -54,6 +54,13 @@ ACTIVATIONS = {
 ACT_CODES = {"identity": 0, "tanh": 1, "relu": 2, "sigmoid": 3}
 
 
+def last_steps(buf: Tensor, lengths: Tensor | None) -> Tensor:
+    """Each sequence's row of a time-major (T, B, ·) buffer at its own last step (the final state)."""
+    if lengths is None:
+        return buf[-1]
+    return buf[lengths - 1, torch.arange(buf.shape[1], device=buf.device)]
+
+
 def tanh_via_sigmoid(a: Tensor, out: Tensor | None = None) -> Tensor:
     """tanh(a) = 2σ(2a) − 1. On this project's CPU build σ's kernel is about 4× faster than tanh's (and
     tanh's does not use a second thread): docs/benchmarks.md. Absolute error ≤ 2e-7 in float32."""
@@ -107,10 +114,11 @@ class Cell(nn.Module):
     additive: bool = False
     saves_z: bool = False
     # A cell with `native` has the same two steps T at a time in C++ (engine/csrc/), which the engine
-    # uses where it can: `native_forward(ops, XP, state, Y, rec, b_rec) -> (final state, saved)` and
-    # `native_backward(ops, saved, t0, t1, dY, d_state, back, dxp, drp) -> (d_state_{t0-1}, sums)` for the
-    # steps t0..t1-1, sums being Σ ∂xp (and Σ ∂rp), (1 or 2, G), the biases' gradients (rec and back: the
-    # PackedLinear of W_rec and of W_recᵀ).
+    # uses where it can: `native_forward(ops, XP, state, Y, rec, b_rec, lengths) -> (final state, saved)`
+    # and `native_backward(ops, saved, t0, t1, dY, d_state, d_final, back, dxp, drp, lengths) ->
+    # (d_state_{t0-1}, sums)` for the steps t0..t1-1, sums being Σ ∂xp (and Σ ∂rp), (1 or 2, G), the
+    # biases' gradients (rec and back: the PackedLinear of W_rec and of W_recᵀ; d_final: ∂L/∂ the final
+    # state, which enters a padded row at its own last step; lengths: None or (B,) int64).
     native: bool = False
 
     def _param(self, *shape: int, device=None, dtype=None) -> nn.Parameter:

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import ACT_CODES, Cell, activation, activation_into, tanh_grad
+from .base import ACT_CODES, Cell, activation, activation_into, last_steps, tanh_grad
 
 
 class ElmanCell(Cell):
@@ -68,12 +68,13 @@ class ElmanCell(Cell):
     # -- the same two steps, T at a time, in C++ (engine/csrc/simple.cpp: elman_forward, elman_backward) --
     native = True
 
-    def native_forward(self, ops, XP: Tensor, h: Tensor, Y: Tensor, rec, b_rec):
-        ops.elman_forward(XP, h, rec.weight, rec.packed, ACT_CODES[self.nonlinearity], Y)
-        return Y[-1], Y  # h_t = y_t: Y is all the backward needs
+    def native_forward(self, ops, XP: Tensor, h: Tensor, Y: Tensor, rec, b_rec, lengths):
+        ops.elman_forward(XP, h, rec.weight, rec.packed, ACT_CODES[self.nonlinearity], Y, lengths)
+        return last_steps(Y, lengths), Y  # h_t = y_t: Y is all the backward needs
 
-    def native_backward(self, ops, Y: Tensor, t0: int, t1: int, dY: Tensor, dh: Tensor, back, dz: Tensor, _):
-        return ops.elman_backward(dz, Y, dY, dh, back.weight, back.packed, ACT_CODES[self.nonlinearity], t0, t1)
+    def native_backward(self, ops, Y, t0, t1, dY, dh, d_final, back, dz, _, lengths):
+        code = ACT_CODES[self.nonlinearity]
+        return ops.elman_backward(dz, Y, dY, dh, d_final, back.weight, back.packed, code, t0, t1, lengths)
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}, nonlinearity={self.nonlinearity!r}"

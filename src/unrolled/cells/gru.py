@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import Cell, sigmoid_grad, tanh_grad, tanh_via_sigmoid
+from .base import Cell, last_steps, sigmoid_grad, tanh_grad, tanh_via_sigmoid
 
 
 class GRUCell(Cell):
@@ -80,13 +80,14 @@ class GRUCell(Cell):
     # -- the same two steps, T at a time, in C++ (engine/csrc/gated.cpp: gru_forward, gru_backward) --
     native = True
 
-    def native_forward(self, ops, XP: Tensor, h: Tensor, Y: Tensor, rec, b_rec):
+    def native_forward(self, ops, XP: Tensor, h: Tensor, Y: Tensor, rec, b_rec, lengths):
         """All T steps: r, z, n over XP, h_t into Y, W_hn h_{t-1} + b_hn into a (T, B, H) buffer."""
         HN = torch.empty_like(Y)
-        ops.gru_forward(XP, h, rec.weight, rec.packed, b_rec, Y, HN)
-        return Y[-1], (Y, HN, h)
+        ops.gru_forward(XP, h, rec.weight, rec.packed, b_rec, Y, HN, lengths)
+        return last_steps(Y, lengths), (Y, HN, h)
 
-    def native_backward(self, ops, saved, t0: int, t1: int, dY: Tensor, dh: Tensor, back, dxp: Tensor, drp: Tensor):
-        """All T steps back (the engine gives this cell, which keeps its gates in xp, one chunk: 0..T)."""
+    def native_backward(self, ops, saved, t0, t1, dY, dh, d_final, back, dxp, drp, lengths):
+        """All T steps back (the engine gives this cell, which keeps its gates in xp, one chunk: 0..T): at t = T-1,
+        dh is d_final."""
         Y, HN, h0 = saved
-        return ops.gru_backward(dxp, drp, HN, Y, h0, dY, dh, back.weight, back.packed)  # ∂L/∂h_{-1}, Σ ∂xp, ∂rp
+        return ops.gru_backward(dxp, drp, HN, Y, h0, dY, dh, back.weight, back.packed, lengths)

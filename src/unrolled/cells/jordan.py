@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..linear import PackedLinear, chunk_steps, onednn_for_grads, weight_grads
-from .base import ACT_CODES, Cell, activation, activation_into, sigmoid_grad, tanh_grad
+from .base import ACT_CODES, Cell, activation, activation_into, last_steps, sigmoid_grad, tanh_grad
 
 HIDDEN_ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")
 OUTPUT_ACTIVATIONS = ("identity", "tanh", "sigmoid", "softmax")
@@ -95,19 +95,34 @@ class JordanCell(Cell):
     def native(self) -> bool:
         return self.output_activation in ACT_CODES  # not softmax: that one runs in Python
 
-    def native_forward(self, ops, XP: Tensor, y: Tensor, Y: Tensor, rec, b_rec):
+    def native_forward(self, ops, XP: Tensor, y: Tensor, Y: Tensor, rec, b_rec, lengths):
         """All T steps: h_t over XP (kept as `hs`, a (T, B, H) tensor), y_t into Y."""
         codes = ACT_CODES[self.hidden_activation], ACT_CODES[self.output_activation]
-        ops.jordan_forward(XP, y, rec.weight, rec.packed, self.out.weight, self.out.packed, self.bias_y, *codes, Y)
+        out = self.out
+        ops.jordan_forward(XP, y, rec.weight, rec.packed, out.weight, out.packed, self.bias_y, *codes, Y, lengths)
         self.hs = XP
-        return Y[-1], Y
+        return last_steps(Y, lengths), Y
 
-    def native_backward(self, ops, Y: Tensor, t0: int, t1: int, dY: Tensor, dy: Tensor, back, da: Tensor, _):
+    def native_backward(self, ops, Y, t0, t1, dY, dy, d_final, back, da, _, lengths):
         """Steps t1-1..t0 back, writing ∂L/∂a into `da` and ∂L/∂o into this pass's chunk buffer `dos`."""
         codes = ACT_CODES[self.hidden_activation], ACT_CODES[self.output_activation]
-        ob = self.out_back
+        ob, dos = self.out_back, self.dos[: t1 - t0]
         return ops.jordan_backward(
-            da, self.dos[: t1 - t0], self.hs, Y, dY, dy, back.weight, back.packed, ob.weight, ob.packed, *codes, t0, t1
+            da,
+            dos,
+            self.hs,
+            Y,
+            dY,
+            dy,
+            d_final,
+            back.weight,
+            back.packed,
+            ob.weight,
+            ob.packed,
+            *codes,
+            t0,
+            t1,
+            lengths,
         )
 
     def extra_grads(self, t0: int, t1: int) -> dict[str, Tensor]:

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import Cell, LSTMState, sigmoid_grad, tanh_grad, tanh_via_sigmoid
+from .base import Cell, LSTMState, last_steps, sigmoid_grad, tanh_grad, tanh_via_sigmoid
 
 
 class LSTMCell(Cell):
@@ -86,14 +86,14 @@ class LSTMCell(Cell):
     # -- the same two steps, T at a time, in C++ (engine/csrc/gated.cpp: lstm_forward, lstm_backward) --
     native = True
 
-    def native_forward(self, ops, XP: Tensor, state: LSTMState, Y: Tensor, rec, b_rec):
+    def native_forward(self, ops, XP: Tensor, state: LSTMState, Y: Tensor, rec, b_rec, lengths):
         """All T steps: the gates over XP, h_t into Y, c_t into a (T, B, H) buffer C, which is what is saved."""
         C = torch.empty_like(Y)
-        ops.lstm_forward(XP, state.h, state.c, rec.weight, rec.packed, Y, C)
-        return LSTMState(Y[-1], C[-1]), (C, state.c)
+        ops.lstm_forward(XP, state.h, state.c, rec.weight, rec.packed, Y, C, lengths)
+        return LSTMState(last_steps(Y, lengths), last_steps(C, lengths)), (C, state.c)
 
-    def native_backward(self, ops, saved, t0: int, t1: int, dY: Tensor, d: LSTMState, back, dz: Tensor, _):
+    def native_backward(self, ops, saved, t0, t1, dY, d: LSTMState, d_final: LSTMState, back, dz, _, lengths):
         """All T steps back (the engine gives this cell, which keeps its gates in z, one chunk: 0..T)."""
         C, c0 = saved
-        dh, dc, db = ops.lstm_backward(dz, C, c0, dY, d.h, d.c, back.weight, back.packed)
+        dh, dc, db = ops.lstm_backward(dz, C, c0, dY, d.h, d.c, back.weight, back.packed, lengths)
         return LSTMState(dh, dc), db

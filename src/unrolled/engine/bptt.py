@@ -19,6 +19,11 @@ Jordan) the products over time are taken a chunk at a time during the backward, 
 chunk. Each step's saved tensors are freed as the backward passes it. That uses the forward's results
 up: a second backward through the same pass (`retain_graph=True`, gradcheck) runs the forward again.
 
+The time loops: each cell's `step`/`step_backward` in Python, or, on the CPU (where they are built,
+native.py), the same equations T steps at a time in C++ (engine/csrc/, the cell's `native_forward`/
+`native_backward`), each step's pointwise work one pass over memory, padded batches included. Recorded
+norms, other devices and a cell without C++ loops (Jordan with a softmax output) run the Python steps.
+
 Cells supply `step`, `step_backward` (writing into slices of one (T, B, G) buffer: no per-step
 gradient is concatenated or stacked), `additive`, `saves_z`, and the names `rec_weight`, `rec_bias`,
 `in_bias` (see cells/base.py for the contract and cells/*.py, where each local backward stands
@@ -51,17 +56,17 @@ def _rec_input(state) -> Tensor:
     return state if isinstance(state, Tensor) else state[0]
 
 
-def _native_ops(c: Cell, X: Tensor, masks, record):
-    """The C++ time loops (native.py) when they serve this pass: the cell has them, on the CPU, without
-    padding or recorded norms (those run the Python steps); else None."""
-    if masks is not None or record is not None or not c.native:
+def _native_ops(c: Cell, X: Tensor, record):
+    """The C++ time loops (native.py) when they serve this pass: the cell has them, on the CPU, float32 or
+    float64, without recorded norms (those run the Python steps); else None."""
+    if record is not None or not c.native:
         return None
     if X.device.type != "cpu" or X.dtype not in (torch.float32, torch.float64):
         return None
     return native.ops()
 
 
-def _forward(c: Cell, X: Tensor, state0, masks, w: dict, ops=None):
+def _forward(c: Cell, X: Tensor, state0, masks, w: dict, ops=None, lengths=None):
     """The forward pass over time: (XP, Y, what the steps saved, the stacked r_{t-1} or None, the final state).
 
     XP = X W_ihᵀ + b is one GEMM; an additive cell's z_t = xp_t + r_{t-1} W_recᵀ is then written over xp_t,
@@ -75,8 +80,8 @@ def _forward(c: Cell, X: Tensor, state0, masks, w: dict, ops=None):
     XP = linear(X.flatten(0, 1), w["weight_ih"], b_in).view(T, B, -1)  # (T, B, G), one GEMM
     rec = PackedLinear(w[c.rec_weight], B, T)
     Y = X.new_empty(T, B, c.output_size)  # each step writes y_t into Y[t]
-    if ops is not None:
-        state, saved = c.native_forward(ops, XP, state0, Y, rec, b_rec)
+    if ops is not None:  # a padded row's r_{t-1} differs from y_{t-1} only where ∂L/∂z_t = 0: R is not needed
+        state, saved = c.native_forward(ops, XP, state0, Y, rec, b_rec, lengths)
         return XP, Y, saved, None, state
     state, saved, rec_inputs = state0, [], []
     r_is_y = masks is None  # then r_t = y_{t-1} (a view of Y): W_rec's gradient needs no copy of them
@@ -99,14 +104,15 @@ def _forward(c: Cell, X: Tensor, state0, masks, w: dict, ops=None):
 
 class _BPTT(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, cell, names, masks, record, n_state, xs, *tensors):
+    def forward(ctx, cell, names, masks, lengths, record, n_state, xs, *tensors):
         state0 = _rebuild(cell.init_state(1, device="meta"), list(tensors[:n_state]))
         w = dict(zip(names, tensors[n_state:]))
         c = cell.bind(w)
         X = xs.transpose(0, 1)  # (T, B, F): time-major inside
-        ops = _native_ops(c, X, masks, record)
-        XP, Y, saved, R, state = _forward(c, X, state0, masks, w, ops)
-        ctx.c, ctx.names, ctx.masks, ctx.record, ctx.n_state, ctx.ops = c, names, masks, record, n_state, ops
+        ops = _native_ops(c, X, record)
+        XP, Y, saved, R, state = _forward(c, X, state0, masks, w, ops, lengths)
+        ctx.c, ctx.names, ctx.masks, ctx.lengths, ctx.record = c, names, masks, lengths, record
+        ctx.n_state, ctx.ops = n_state, ops
         ctx.state0, ctx.steps = state0, (XP if c.saves_z else None, saved)
         ctx.save_for_backward(X, Y, R, *tensors[n_state:])
         final = [p if p._base is None else p.clone() for p in _parts(state)]  # not views of whole buffers
@@ -121,13 +127,13 @@ class _BPTT(torch.autograd.Function):
         # writes ∂L/∂z over z. A second backward through the same pass (gradcheck, retain_graph=True)
         # runs the forward again first, from the saved inputs.
         if ctx.steps is None:
-            XP, _, saved_steps, _, _ = _forward(c, X, ctx.state0, masks, w, ctx.ops)
+            XP, _, saved_steps, _, _ = _forward(c, X, ctx.state0, masks, w, ctx.ops, ctx.lengths)
         else:
             (XP, saved_steps), ctx.steps = ctx.steps, None
         W_rec = w[c.rec_weight]
         T, B = X.shape[:2]
         G, K = W_rec.shape[0], chunk_steps(B)
-        d_state = _rebuild(
+        d_state = d_last = _rebuild(
             ctx.state0, [torch.zeros_like(p) if g is None else g for p, g in zip(_parts(ctx.state0), d_final)]
         )
         # ∂L/∂xp_t (and ∂L/∂rp_t) by step. Where the cell saved its gates in z (LSTM, GRU), ∂L/∂z_t goes over
@@ -148,7 +154,9 @@ class _BPTT(torch.autograd.Function):
             rows = slice(t0, t1) if c.saves_z else slice(0, t1 - t0)
             dxp, drp = dXP[rows], dRP[rows]
             if ctx.ops is not None:  # all of the chunk's steps in C++, which also sum ∂xp (∂rp) for the biases
-                d_state, bias_sums = c.native_backward(ctx.ops, saved_steps, t0, t1, dY, d_state, back, dxp, drp)
+                d_state, bias_sums = c.native_backward(
+                    ctx.ops, saved_steps, t0, t1, dY, d_state, d_last, back, dxp, drp, ctx.lengths
+                )
             else:
                 d_state = _steps_backward(c, saved_steps, t0, t1, dY, d_state, back, dxp, drp, masks, norms)
                 bias_sums = None
@@ -156,7 +164,7 @@ class _BPTT(torch.autograd.Function):
         if norms is not None:
             ctx.record.append(norms)
         grads, dxs = sums.result()
-        return (None, None, None, None, None, dxs, *_parts(d_state), *[grads.get(n) for n in ctx.names])
+        return (None, None, None, None, None, None, dxs, *_parts(d_state), *[grads.get(n) for n in ctx.names])
 
 
 def _steps_backward(c: Cell, saved_steps, t0, t1, dY, d_state, back, dXP, dRP, masks, norms):
@@ -193,13 +201,13 @@ class _ChunkSums:
 
     def __init__(self, ctx, c: Cell, X: Tensor, Y: Tensor, R: Tensor | None, w: dict, K: int):
         T, B, G = X.shape[0], X.shape[1], w[c.rec_weight].shape[0]
-        needed = dict(zip(ctx.names, ctx.needs_input_grad[6 + ctx.n_state :]))  # frozen weights: no GEMM
+        needed = dict(zip(ctx.names, ctx.needs_input_grad[7 + ctx.n_state :]))  # frozen weights: no GEMM
         self.c, self.X, self.w = c, X, w
         self.prev = _Shifted(_rec_input(ctx.state0), Y) if R is None else R  # r_{t-1} for t = 0..T-1
         self.ih, self.rec = needed["weight_ih"], needed[c.rec_weight]
         self.onednn = onednn_for_grads(T * B, G, X.shape[2])  # decided for the whole sum, not a chunk
         self.grads: dict[str, Tensor] = {}
-        self.want_dX, self.dX = ctx.needs_input_grad[5], None  # (T, B, F), made at the first chunk
+        self.want_dX, self.dX = ctx.needs_input_grad[6], None  # (T, B, F), made at the first chunk
         self.back_ih = PackedLinear(w["weight_ih"].T, K * B, T) if self.want_dX else None
 
     def _acc(self, name: str, g: Tensor) -> None:
@@ -268,7 +276,8 @@ def unroll_bptt(cell: Cell, xs: Tensor, state=None, *, lengths=None, reverse: bo
     ]
     names += [n for n in ("weight_hy", "bias_y") if getattr(cell, n, None) is not None]
     parts = _parts(state)
-    out = _BPTT.apply(cell, names, masks, record, len(parts), xs, *parts, *[getattr(cell, n) for n in names])
+    weights = [getattr(cell, n) for n in names]
+    out = _BPTT.apply(cell, names, masks, lengths, record, len(parts), xs, *parts, *weights)
     ys, final = out[0].transpose(0, 1), _rebuild(state, list(out[1:]))
     if reverse:
         ys = reverse_padded(ys, lengths)

@@ -111,6 +111,24 @@ void check_rows(const at::Tensor& t, const at::Tensor& Y) {
               "unrolled native engine: the output gradient must be a CPU tensor shaped as the output, rows contiguous");
 }
 
+// Padded batches: row b takes part in step t iff t < len[b] (after reversal within lengths, for the backward
+// direction). A row past its end outputs zeros and keeps its state (the engine reads the final state at each
+// row's last step), and its backward passes nothing: ∂L/∂ of the final state enters at the row's last step.
+struct Lengths {
+  const int64_t* p;
+  explicit Lengths(const std::optional<at::Tensor>& lengths) : p(lengths ? lengths->data_ptr<int64_t>() : nullptr) {}
+  bool past(int64_t t, int64_t b) const { return p && t >= p[b]; }
+  bool last(int64_t t, int64_t b) const { return p && t == p[b] - 1; }
+};
+
+void check_lengths(const std::optional<at::Tensor>& lengths, int64_t B, int64_t S) {
+  if (!lengths) return;
+  const at::Tensor& l = *lengths;
+  TORCH_CHECK(l.scalar_type() == at::kLong && l.is_contiguous() && l.device().is_cpu() && l.numel() == B &&
+                  (B == 0 || (l.min().item<int64_t>() >= 1 && l.max().item<int64_t>() <= S)),
+              "unrolled native engine: lengths must be B int64 values in [1, steps]");
+}
+
 // f(b) for every batch row b; the rows are split between threads when the step is large enough.
 template <typename F>
 void each_row(int64_t B, int64_t row_len, const F& f) {

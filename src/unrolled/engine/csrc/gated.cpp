@@ -10,7 +10,7 @@ namespace {
 
 template <typename T>
 void lstm_forward_t(at::Tensor& XP, const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& W,
-                    const std::optional<at::Tensor>& packed, at::Tensor& Y, at::Tensor& C) {
+                    const std::optional<at::Tensor>& packed, at::Tensor& Y, at::Tensor& C, const Lengths& len) {
   const int64_t S = XP.size(0), B = XP.size(1), H = Y.size(2), n = B * H;
   at::Tensor h = h0;
   for (int64_t t = 0; t < S; ++t) {
@@ -26,6 +26,10 @@ void lstm_forward_t(at::Tensor& XP, const at::Tensor& h0, const at::Tensor& c0, 
       const T* cpb = cp + b * H;
       T* cb = cn + b * H;
       T* yb = y + b * H;
+      if (len.past(t, b)) {  // the row's sequence has ended: c kept, output 0
+        std::copy(cpb, cpb + H, cb), std::fill(yb, yb + H, T(0));
+        return;
+      }
 #pragma omp simd
       for (int64_t j = 0; j < H; ++j) {
         T i = sigm(zb[j] + mb[j]);
@@ -43,13 +47,15 @@ void lstm_forward_t(at::Tensor& XP, const at::Tensor& h0, const at::Tensor& c0, 
 }
 
 void lstm_forward(at::Tensor XP, const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& W,
-                  const std::optional<at::Tensor>& packed, at::Tensor Y, at::Tensor C) {
+                  const std::optional<at::Tensor>& packed, at::Tensor Y, at::Tensor C,
+                  const std::optional<at::Tensor>& lengths) {
   const int64_t H = Y.size(2);
   check({XP, Y, C}, {{h0, H}, {c0, H}});
+  check_lengths(lengths, XP.size(1), XP.size(0));
   check_range(XP, Y, 0, XP.size(0));
   check_width(XP, 4 * H), check_width(C, H), check_weight(W, packed, 4 * H, H);
   AT_DISPATCH_FLOATING_TYPES(XP.scalar_type(), "lstm_forward",
-                             [&] { lstm_forward_t<scalar_t>(XP, h0.contiguous(), c0.contiguous(), W, packed, Y, C); });
+                             [&] { lstm_forward_t<scalar_t>(XP, h0.contiguous(), c0.contiguous(), W, packed, Y, C, Lengths(lengths)); });
 }
 
 // Back from ∂L/∂h_t, ∂L/∂c_t (dh, dc: the last step's on entry, ∂L/∂h_0, ∂L/∂c_0 on return):
@@ -58,10 +64,12 @@ void lstm_forward(at::Tensor XP, const at::Tensor& h0, const at::Tensor& c0, con
 template <typename T>
 void lstm_backward_t(at::Tensor& XP, const at::Tensor& C, const at::Tensor& c0, const at::Tensor& dY,
                      at::Tensor& dh, at::Tensor& dc, const at::Tensor& Wt, const std::optional<at::Tensor>& packed,
-                     const BiasSums& sums) {
+                     const BiasSums& sums, const Lengths& len) {
   const int64_t S = XP.size(0), B = XP.size(1), H = C.size(2), n = B * H;
   const Rows<T> dy(dY);
   T* dcp = dc.data_ptr<T>();
+  const at::Tensor final = dh;  // ∂L/∂h_final: dh is replaced step by step, this handle keeps it
+  const T* dh_final = final.data_ptr<T>();
   for (int64_t t = S - 1; t >= 0; --t) {
     T* z = XP.data_ptr<T>() + t * 4 * n;
     const T* cp = t == 0 ? c0.data_ptr<T>() : C.data_ptr<T>() + (t - 1) * n;
@@ -69,7 +77,12 @@ void lstm_backward_t(at::Tensor& XP, const at::Tensor& C, const at::Tensor& c0, 
     const T* dhp = dh.data_ptr<T>();
     each_row(B, 4 * H, [&](int64_t b) {
       T* zb = z + b * 4 * H;
-      const T *cpb = cp + b * H, *cb = ct + b * H, *dyb = dy(t, b), *dhb = dhp + b * H;
+      if (len.past(t, b)) {  // nothing flows through a step past the row's end (dc stays ∂L/∂c_final)
+        std::fill(zb, zb + 4 * H, T(0));
+        return;
+      }
+      const T *cpb = cp + b * H, *cb = ct + b * H, *dyb = dy(t, b);
+      const T* dhb = (len.last(t, b) ? dh_final : dhp) + b * H;
       T* dcb = dcp + b * H;
       T* sb = sums.mine<T>();
 #pragma omp simd
@@ -92,15 +105,17 @@ void lstm_backward_t(at::Tensor& XP, const at::Tensor& C, const at::Tensor& c0, 
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_backward(at::Tensor XP, const at::Tensor& C, const at::Tensor& c0,
                                                  const at::Tensor& dY, const at::Tensor& dhT, const at::Tensor& dcT,
-                                                 const at::Tensor& Wt, const std::optional<at::Tensor>& packed) {
+                                                 const at::Tensor& Wt, const std::optional<at::Tensor>& packed,
+                                                 const std::optional<at::Tensor>& lengths) {
   const int64_t H = C.size(2);
   check({XP, C}, {{c0, H}, {dhT, H}, {dcT, H}});
+  check_lengths(lengths, XP.size(1), XP.size(0));
   check_rows(dY, C);
   check_width(XP, 4 * H), check_weight(Wt, packed, H, 4 * H);
   at::Tensor dh = dhT.contiguous(), dc = dcT.clone(at::MemoryFormat::Contiguous);
   const BiasSums sums(XP, 1, XP.size(2));
   AT_DISPATCH_FLOATING_TYPES(XP.scalar_type(), "lstm_backward",
-                             [&] { lstm_backward_t<scalar_t>(XP, C, c0.contiguous(), dY, dh, dc, Wt, packed, sums); });
+                             [&] { lstm_backward_t<scalar_t>(XP, C, c0.contiguous(), dY, dh, dc, Wt, packed, sums, Lengths(lengths)); });
   return {dh, dc, sums.total(1)};
 }
 
@@ -110,7 +125,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_backward(at::Tensor XP, cons
 
 template <typename T>
 void gru_forward_t(at::Tensor& XP, const at::Tensor& h0, const at::Tensor& W, const std::optional<at::Tensor>& packed,
-                   const std::optional<at::Tensor>& bias, at::Tensor& Y, at::Tensor& HN) {
+                   const std::optional<at::Tensor>& bias, at::Tensor& Y, at::Tensor& HN, const Lengths& len) {
   const int64_t S = XP.size(0), B = XP.size(1), H = Y.size(2), n = B * H;
   at::Tensor h = h0;
   for (int64_t t = 0; t < S; ++t) {
@@ -121,6 +136,10 @@ void gru_forward_t(at::Tensor& XP, const at::Tensor& h0, const at::Tensor& W, co
     each_row(B, 3 * H, [&](int64_t b) {
       T* xb = x + b * 3 * H;
       const T* mb = mm + b * 3 * H;
+      if (len.past(t, b)) {  // the row's sequence has ended: output 0 (its state is read at its last step)
+        std::fill(y + b * H, y + (b + 1) * H, T(0));
+        return;
+      }
 #pragma omp simd
       for (int64_t j = 0; j < H; ++j) {
         T r = sigm(xb[j] + mb[j]);
@@ -136,14 +155,16 @@ void gru_forward_t(at::Tensor& XP, const at::Tensor& h0, const at::Tensor& W, co
 }
 
 void gru_forward(at::Tensor XP, const at::Tensor& h0, const at::Tensor& W, const std::optional<at::Tensor>& packed,
-                 const std::optional<at::Tensor>& bias, at::Tensor Y, at::Tensor HN) {
+                 const std::optional<at::Tensor>& bias, at::Tensor Y, at::Tensor HN,
+                 const std::optional<at::Tensor>& lengths) {
   const int64_t H = Y.size(2);
   check({XP, Y, HN}, {{h0, H}});
+  check_lengths(lengths, XP.size(1), XP.size(0));
   check_range(XP, Y, 0, XP.size(0));
   check_width(XP, 3 * H), check_width(HN, H), check_weight(W, packed, 3 * H, H);
   TORCH_CHECK(!bias || (bias->numel() == 3 * H && bias->scalar_type() == XP.scalar_type()), "gru_forward: bias");
   AT_DISPATCH_FLOATING_TYPES(XP.scalar_type(), "gru_forward",
-                             [&] { gru_forward_t<scalar_t>(XP, h0.contiguous(), W, packed, bias, Y, HN); });
+                             [&] { gru_forward_t<scalar_t>(XP, h0.contiguous(), W, packed, bias, Y, HN, Lengths(lengths)); });
 }
 
 // d = ∂h + dy; ∂u = d (h_prev − n) u(1 − u); ∂n = d (1 − u)(1 − n²); ∂r = ∂n rp_n r(1 − r);
@@ -151,17 +172,23 @@ void gru_forward(at::Tensor XP, const at::Tensor& h0, const at::Tensor& W, const
 template <typename T>
 at::Tensor gru_backward_t(at::Tensor& XP, at::Tensor& dRP, const at::Tensor& HN, const at::Tensor& Y,
                           const at::Tensor& h0, const at::Tensor& dY, at::Tensor dh, const at::Tensor& Wt,
-                          const std::optional<at::Tensor>& packed, const BiasSums& sums) {
+                          const std::optional<at::Tensor>& packed, const BiasSums& sums, const Lengths& len) {
   const int64_t S = XP.size(0), B = XP.size(1), H = Y.size(2), n = B * H;
   const Rows<T> dy(dY);
+  const at::Tensor final = dh;  // ∂L/∂h_final: dh is replaced step by step, this handle keeps it
   at::Tensor direct = at::empty_like(dh);
   for (int64_t t = S - 1; t >= 0; --t) {
     T *x = XP.data_ptr<T>() + t * 3 * n, *dr = dRP.data_ptr<T>() + t * 3 * n, *dd = direct.data_ptr<T>();
-    const T *hn = HN.data_ptr<T>() + t * n, *d = dh.data_ptr<T>();
+    const T *hn = HN.data_ptr<T>() + t * n, *running = dh.data_ptr<T>();
     const T* hp = t == 0 ? h0.data_ptr<T>() : Y.data_ptr<T>() + (t - 1) * n;
     each_row(B, 3 * H, [&](int64_t b) {
       T *xb = x + b * 3 * H, *drb = dr + b * 3 * H, *sx = sums.mine<T>(), *sr = sx + 3 * H;
+      if (len.past(t, b)) {  // nothing flows through a step past the row's end
+        std::fill(xb, xb + 3 * H, T(0)), std::fill(drb, drb + 3 * H, T(0)), std::fill(dd + b * H, dd + (b + 1) * H, T(0));
+        return;
+      }
       const T* dyb = dy(t, b);
+      const T* d = len.last(t, b) ? final.data_ptr<T>() : running;
 #pragma omp simd
       for (int64_t j = 0; j < H; ++j) {
         const int64_t k = b * H + j;
@@ -184,16 +211,18 @@ at::Tensor gru_backward_t(at::Tensor& XP, at::Tensor& dRP, const at::Tensor& HN,
 
 std::tuple<at::Tensor, at::Tensor> gru_backward(at::Tensor XP, at::Tensor dRP, const at::Tensor& HN, const at::Tensor& Y, const at::Tensor& h0,
                         const at::Tensor& dY, const at::Tensor& dh, const at::Tensor& Wt,
-                        const std::optional<at::Tensor>& packed) {
+                        const std::optional<at::Tensor>& packed, const std::optional<at::Tensor>& lengths) {
   const int64_t H = Y.size(2);
   check({XP, dRP, HN, Y}, {{h0, H}, {dh, H}});
+  check_lengths(lengths, XP.size(1), XP.size(0));
   check_rows(dY, Y);
   check_range(XP, Y, 0, XP.size(0));
   check_width(XP, 3 * H), check_width(dRP, 3 * H), check_width(HN, H), check_weight(Wt, packed, H, 3 * H);
   at::Tensor out;
   const BiasSums sums(XP, 2, XP.size(2));
   AT_DISPATCH_FLOATING_TYPES(XP.scalar_type(), "gru_backward", [&] {
-    out = gru_backward_t<scalar_t>(XP, dRP, HN, Y, h0.contiguous(), dY, dh.contiguous(), Wt, packed, sums);
+    out = gru_backward_t<scalar_t>(XP, dRP, HN, Y, h0.contiguous(), dY, dh.contiguous(), Wt, packed, sums,
+                                   Lengths(lengths));
   });
   return {out, sums.total(2)};
 }
@@ -201,14 +230,16 @@ std::tuple<at::Tensor, at::Tensor> gru_backward(at::Tensor XP, at::Tensor dRP, c
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(unrolled, m) {
-  m.def("lstm_forward(Tensor(a!) xp, Tensor h0, Tensor c0, Tensor w, Tensor? packed, Tensor(b!) y, Tensor(c!) c) -> ()",
+  m.def("lstm_forward(Tensor(a!) xp, Tensor h0, Tensor c0, Tensor w, Tensor? packed, Tensor(b!) y, Tensor(c!) c, "
+        "Tensor? lengths) -> ()",
         &lstm_forward);
-  m.def("lstm_backward(Tensor(a!) xp, Tensor c, Tensor c0, Tensor dy, Tensor dh, Tensor dc, Tensor wt, Tensor? packed)"
-        " -> (Tensor, Tensor, Tensor)",
+  m.def("lstm_backward(Tensor(a!) xp, Tensor c, Tensor c0, Tensor dy, Tensor dh, Tensor dc, Tensor wt, Tensor? packed, "
+        "Tensor? lengths) -> (Tensor, Tensor, Tensor)",
         &lstm_backward);
-  m.def("gru_forward(Tensor(a!) xp, Tensor h0, Tensor w, Tensor? packed, Tensor? bias, Tensor(b!) y, Tensor(c!) hn) -> ()",
+  m.def("gru_forward(Tensor(a!) xp, Tensor h0, Tensor w, Tensor? packed, Tensor? bias, Tensor(b!) y, Tensor(c!) hn, "
+        "Tensor? lengths) -> ()",
         &gru_forward);
   m.def("gru_backward(Tensor(a!) xp, Tensor(b!) drp, Tensor hn, Tensor y, Tensor h0, Tensor dy, Tensor dh, Tensor wt, "
-        "Tensor? packed) -> (Tensor, Tensor)",
+        "Tensor? packed, Tensor? lengths) -> (Tensor, Tensor)",
         &gru_backward);
 }

@@ -37,7 +37,7 @@ at::Tensor transposed(const at::Tensor& w) {
 
 template <typename T, int A>
 void elman_forward_t(const at::Tensor& XP, const at::Tensor& h0, const at::Tensor& W,
-                     const std::optional<at::Tensor>& packed, at::Tensor& Y) {
+                     const std::optional<at::Tensor>& packed, at::Tensor& Y, const Lengths& len) {
   const int64_t S = XP.size(0), B = XP.size(1), H = Y.size(2), n = B * H;
   at::Tensor h = h0;
   for (int64_t t = 0; t < S; ++t) {
@@ -45,6 +45,10 @@ void elman_forward_t(const at::Tensor& XP, const at::Tensor& h0, const at::Tenso
     const T *z = XP.data_ptr<T>() + t * n, *mm = m.data_ptr<T>();
     T* y = Y.data_ptr<T>() + t * n;
     each_row(B, H, [&](int64_t b) {
+      if (len.past(t, b)) {  // the row's sequence has ended: output 0 (its state is read at its last step)
+        std::fill(y + b * H, y + (b + 1) * H, T(0));
+        return;
+      }
 #pragma omp simd
       for (int64_t j = b * H; j < (b + 1) * H; ++j) y[j] = act<A>(z[j] + mm[j]);
     });
@@ -53,30 +57,37 @@ void elman_forward_t(const at::Tensor& XP, const at::Tensor& h0, const at::Tenso
 }
 
 void elman_forward(const at::Tensor& XP, const at::Tensor& h0, const at::Tensor& W,
-                   const std::optional<at::Tensor>& packed, int64_t act_code, at::Tensor Y) {
+                   const std::optional<at::Tensor>& packed, int64_t act_code, at::Tensor Y,
+                   const std::optional<at::Tensor>& lengths) {
   const int64_t H = Y.size(2);
   check({XP, Y}, {{h0, H}});
+  check_lengths(lengths, XP.size(1), XP.size(0));
   check_range(XP, Y, 0, XP.size(0));
   check_width(XP, H), check_weight(W, packed, H, H);
   with_act(act_code, [&](auto A) {
     AT_DISPATCH_FLOATING_TYPES(XP.scalar_type(), "elman_forward", [&] {
-      elman_forward_t<scalar_t, decltype(A)::value>(XP, h0.contiguous(), W, packed, Y);
+      elman_forward_t<scalar_t, decltype(A)::value>(XP, h0.contiguous(), W, packed, Y, Lengths(lengths));
     });
   });
 }
 
 template <typename T, int A>
 at::Tensor elman_backward_t(at::Tensor& dZ, const at::Tensor& Y, const at::Tensor& dY, at::Tensor dh,
-                            const at::Tensor& Wt, const std::optional<at::Tensor>& packed, int64_t t0, int64_t t1,
-                            const BiasSums& sums) {
+                            const at::Tensor& d_final, const at::Tensor& Wt, const std::optional<at::Tensor>& packed,
+                            int64_t t0, int64_t t1, const BiasSums& sums, const Lengths& len) {
   const int64_t B = Y.size(1), H = Y.size(2), n = B * H;
   const Rows<T> dy(dY);
   for (int64_t t = t1 - 1; t >= t0; --t) {
-    const T *y = Y.data_ptr<T>() + t * n, *d = dh.data_ptr<T>();
+    const T* y = Y.data_ptr<T>() + t * n;
     T* dz = dZ.data_ptr<T>() + (t - t0) * n;
     each_row(B, H, [&](int64_t b) {
-      const T* dyb = dy(t, b);
       const int64_t r = b * H;
+      if (len.past(t, b)) {  // nothing flows through a step past the row's end
+        std::fill(dz + r, dz + r + H, T(0));
+        return;
+      }
+      const T* dyb = dy(t, b);
+      const T* d = (len.last(t, b) ? d_final : dh).data_ptr<T>();
       T* sb = sums.mine<T>();
 #pragma omp simd
       for (int64_t j = 0; j < H; ++j) {
@@ -89,11 +100,13 @@ at::Tensor elman_backward_t(at::Tensor& dZ, const at::Tensor& Y, const at::Tenso
   return dh;
 }
 
-std::tuple<at::Tensor, at::Tensor> elman_backward(at::Tensor dZ, const at::Tensor& Y, const at::Tensor& dY, const at::Tensor& dh,
-                          const at::Tensor& Wt, const std::optional<at::Tensor>& packed, int64_t act_code, int64_t t0,
-                          int64_t t1) {
+std::tuple<at::Tensor, at::Tensor> elman_backward(at::Tensor dZ, const at::Tensor& Y, const at::Tensor& dY,
+                                                  const at::Tensor& dh, const at::Tensor& d_final, const at::Tensor& Wt,
+                                                  const std::optional<at::Tensor>& packed, int64_t act_code, int64_t t0,
+                                                  int64_t t1, const std::optional<at::Tensor>& lengths) {
   const int64_t H = Y.size(2);
-  check({dZ, Y}, {{dh, H}});
+  check({dZ, Y}, {{dh, H}, {d_final, H}});
+  check_lengths(lengths, Y.size(1), Y.size(0));
   check_rows(dY, Y);
   check_range(Y, dZ, t0, t1);
   check_width(dZ, H), check_weight(Wt, packed, H, H);
@@ -101,7 +114,8 @@ std::tuple<at::Tensor, at::Tensor> elman_backward(at::Tensor dZ, const at::Tenso
   const BiasSums sums(dZ, 1, dZ.size(2));
   with_act(act_code, [&](auto A) {
     AT_DISPATCH_FLOATING_TYPES(dZ.scalar_type(), "elman_backward", [&] {
-      out = elman_backward_t<scalar_t, decltype(A)::value>(dZ, Y, dY, dh.contiguous(), Wt, packed, t0, t1, sums);
+      out = elman_backward_t<scalar_t, decltype(A)::value>(dZ, Y, dY, dh.contiguous(), d_final.contiguous(), Wt, packed,
+                                                           t0, t1, sums, Lengths(lengths));
     });
   });
   return {out, sums.total(1)};
@@ -114,7 +128,7 @@ template <typename T, int AH, int AY>
 void jordan_forward_t(at::Tensor& XP, const at::Tensor& y0, const at::Tensor& Wyh,
                       const std::optional<at::Tensor>& packed, const at::Tensor& Why,
                       const std::optional<at::Tensor>& packed_out, const std::optional<at::Tensor>& bias_y,
-                      at::Tensor& Y) {
+                      at::Tensor& Y, const Lengths& len) {
   const int64_t S = XP.size(0), B = XP.size(1), H = XP.size(2), O = Y.size(2);
   at::Tensor y_prev = y0;
   for (int64_t t = 0; t < S; ++t) {
@@ -129,6 +143,10 @@ void jordan_forward_t(at::Tensor& XP, const at::Tensor& y0, const at::Tensor& Wy
     const T* op = o.data_ptr<T>();
     T* y = Y.data_ptr<T>() + t * B * O;
     each_row(B, O, [&](int64_t b) {
+      if (len.past(t, b)) {  // the row's sequence has ended: output 0 (its state is read at its last step)
+        std::fill(y + b * O, y + (b + 1) * O, T(0));
+        return;
+      }
 #pragma omp simd
       for (int64_t j = b * O; j < (b + 1) * O; ++j) y[j] = act<AY>(op[j]);
     });
@@ -138,9 +156,11 @@ void jordan_forward_t(at::Tensor& XP, const at::Tensor& y0, const at::Tensor& Wy
 
 void jordan_forward(at::Tensor XP, const at::Tensor& y0, const at::Tensor& Wyh, const std::optional<at::Tensor>& packed,
                     const at::Tensor& Why, const std::optional<at::Tensor>& packed_out,
-                    const std::optional<at::Tensor>& bias_y, int64_t act_h, int64_t act_y, at::Tensor Y) {
+                    const std::optional<at::Tensor>& bias_y, int64_t act_h, int64_t act_y, at::Tensor Y,
+                    const std::optional<at::Tensor>& lengths) {
   const int64_t H = XP.size(2), O = Y.size(2);
   check({XP, Y}, {{y0, O}});
+  check_lengths(lengths, XP.size(1), XP.size(0));
   check_range(XP, Y, 0, XP.size(0));
   check_weight(Wyh, packed, H, O), check_weight(Why, packed_out, O, H);
   TORCH_CHECK(!bias_y || (bias_y->numel() == O && bias_y->scalar_type() == XP.scalar_type()), "jordan_forward: bias");
@@ -148,7 +168,7 @@ void jordan_forward(at::Tensor XP, const at::Tensor& y0, const at::Tensor& Wyh, 
     with_act(act_y, [&](auto AY) {
       AT_DISPATCH_FLOATING_TYPES(XP.scalar_type(), "jordan_forward", [&] {
         jordan_forward_t<scalar_t, decltype(AH)::value, decltype(AY)::value>(XP, y0.contiguous(), Wyh, packed, Why,
-                                                                             packed_out, bias_y, Y);
+                                                                             packed_out, bias_y, Y, Lengths(lengths));
       });
     });
   });
@@ -157,18 +177,23 @@ void jordan_forward(at::Tensor XP, const at::Tensor& y0, const at::Tensor& Wyh, 
 // ∂o = σ_y'(∂y_t + dy) into dO[t − t0]; ∂a = σ_h'(∂o W_hy) into dA[t − t0]; ∂y_{t-1} = ∂a W_yh.
 template <typename T, int AH, int AY>
 at::Tensor jordan_backward_t(at::Tensor& dA, at::Tensor& dO, const at::Tensor& Hs, const at::Tensor& Y,
-                             const at::Tensor& dY, at::Tensor dy_state, const at::Tensor& Wyh_t,
-                             const std::optional<at::Tensor>& packed, const at::Tensor& Why_t,
+                             const at::Tensor& dY, at::Tensor dy_state, const at::Tensor& d_final,
+                             const at::Tensor& Wyh_t, const std::optional<at::Tensor>& packed, const at::Tensor& Why_t,
                              const std::optional<at::Tensor>& packed_out, int64_t t0, int64_t t1,
-                             const BiasSums& sums) {
+                             const BiasSums& sums, const Lengths& len) {
   const int64_t B = Y.size(1), O = Y.size(2), H = Hs.size(2);
   const Rows<T> dy(dY);
   for (int64_t t = t1 - 1; t >= t0; --t) {
-    const T *y = Y.data_ptr<T>() + t * B * O, *ds = dy_state.data_ptr<T>();
+    const T* y = Y.data_ptr<T>() + t * B * O;
     T* dout = dO.data_ptr<T>() + (t - t0) * B * O;
     each_row(B, O, [&](int64_t b) {
-      const T* dyb = dy(t, b);
       const int64_t r = b * O;
+      if (len.past(t, b)) {  // nothing flows through a step past the row's end
+        std::fill(dout + r, dout + r + O, T(0));
+        return;
+      }
+      const T* dyb = dy(t, b);
+      const T* ds = (len.last(t, b) ? d_final : dy_state).data_ptr<T>();
 #pragma omp simd
       for (int64_t j = 0; j < O; ++j) dout[r + j] = act_grad<AY>(ds[r + j] + dyb[j], y[r + j]);
     });
@@ -178,6 +203,10 @@ at::Tensor jordan_backward_t(at::Tensor& dA, at::Tensor& dO, const at::Tensor& H
     each_row(B, H, [&](int64_t b) {
       T* sb = sums.mine<T>();
       const int64_t r = b * H;
+      if (len.past(t, b)) {
+        std::fill(da + r, da + r + H, T(0));
+        return;
+      }
 #pragma omp simd
       for (int64_t j = 0; j < H; ++j) {
         da[r + j] = act_grad<AH>(dhp[r + j], h[r + j]);
@@ -190,12 +219,13 @@ at::Tensor jordan_backward_t(at::Tensor& dA, at::Tensor& dO, const at::Tensor& H
 }
 
 std::tuple<at::Tensor, at::Tensor> jordan_backward(at::Tensor dA, at::Tensor dO, const at::Tensor& Hs, const at::Tensor& Y,
-                           const at::Tensor& dY, const at::Tensor& dy_state, const at::Tensor& Wyh_t,
-                           const std::optional<at::Tensor>& packed, const at::Tensor& Why_t,
+                           const at::Tensor& dY, const at::Tensor& dy_state, const at::Tensor& d_final,
+                           const at::Tensor& Wyh_t, const std::optional<at::Tensor>& packed, const at::Tensor& Why_t,
                            const std::optional<at::Tensor>& packed_out, int64_t act_h, int64_t act_y, int64_t t0,
-                           int64_t t1) {
+                           int64_t t1, const std::optional<at::Tensor>& lengths) {
   const int64_t H = Hs.size(2), O = Y.size(2);
-  check({dA, dO, Hs, Y}, {{dy_state, O}});
+  check({dA, dO, Hs, Y}, {{dy_state, O}, {d_final, O}});
+  check_lengths(lengths, Y.size(1), Y.size(0));
   check_rows(dY, Y);
   check_range(Y, dA, t0, t1), check_range(Y, dO, t0, t1), check_range(Hs, Y, 0, Hs.size(0));
   check_width(dA, H), check_width(dO, O), check_weight(Wyh_t, packed, O, H), check_weight(Why_t, packed_out, H, O);
@@ -205,7 +235,8 @@ std::tuple<at::Tensor, at::Tensor> jordan_backward(at::Tensor dA, at::Tensor dO,
     with_act(act_y, [&](auto AY) {
       AT_DISPATCH_FLOATING_TYPES(dA.scalar_type(), "jordan_backward", [&] {
         out = jordan_backward_t<scalar_t, decltype(AH)::value, decltype(AY)::value>(
-            dA, dO, Hs, Y, dY, dy_state.contiguous(), Wyh_t, packed, Why_t, packed_out, t0, t1, sums);
+            dA, dO, Hs, Y, dY, dy_state.contiguous(), d_final.contiguous(), Wyh_t, packed, Why_t, packed_out, t0, t1,
+            sums, Lengths(lengths));
       });
     });
   });
@@ -216,14 +247,16 @@ std::tuple<at::Tensor, at::Tensor> jordan_backward(at::Tensor dA, at::Tensor dO,
 
 TORCH_LIBRARY(unrolled, m) {
   m.def("transposed(Tensor w) -> Tensor", &transposed);
-  m.def("elman_forward(Tensor xp, Tensor h0, Tensor w, Tensor? packed, int act, Tensor(a!) y) -> ()", &elman_forward);
-  m.def("elman_backward(Tensor(a!) dz, Tensor y, Tensor dy, Tensor dh, Tensor wt, Tensor? packed, int act, int t0, "
-        "int t1) -> (Tensor, Tensor)",
+  m.def("elman_forward(Tensor xp, Tensor h0, Tensor w, Tensor? packed, int act, Tensor(a!) y, Tensor? lengths) -> ()",
+        &elman_forward);
+  m.def("elman_backward(Tensor(a!) dz, Tensor y, Tensor dy, Tensor dh, Tensor d_final, Tensor wt, Tensor? packed, "
+        "int act, int t0, int t1, Tensor? lengths) -> (Tensor, Tensor)",
         &elman_backward);
   m.def("jordan_forward(Tensor(a!) xp, Tensor y0, Tensor w_yh, Tensor? packed, Tensor w_hy, Tensor? packed_out, "
-        "Tensor? bias_y, int act_h, int act_y, Tensor(b!) y) -> ()",
+        "Tensor? bias_y, int act_h, int act_y, Tensor(b!) y, Tensor? lengths) -> ()",
         &jordan_forward);
-  m.def("jordan_backward(Tensor(a!) da, Tensor(b!) dout, Tensor hs, Tensor y, Tensor dy, Tensor dstate, Tensor w_yh_t, "
-        "Tensor? packed, Tensor w_hy_t, Tensor? packed_out, int act_h, int act_y, int t0, int t1) -> (Tensor, Tensor)",
+  m.def("jordan_backward(Tensor(a!) da, Tensor(b!) dout, Tensor hs, Tensor y, Tensor dy, Tensor dstate, "
+        "Tensor d_final, Tensor w_yh_t, Tensor? packed, Tensor w_hy_t, Tensor? packed_out, int act_h, int act_y, int t0, "
+        "int t1, Tensor? lengths) -> (Tensor, Tensor)",
         &jordan_backward);
 }

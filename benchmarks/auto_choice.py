@@ -1,0 +1,63 @@
+"""What `auto` should run for Elman and GRU layers on the CPU: the bptt engine's C++ loops against torch.nn's
+fused kernels (for these two cells on the CPU, step loops in ATen), for a training step of the layer alone
+(forward + backward), the same with padded sequences (lengths), and a forward without gradients.
+The `cpu_native_first` flags in src/unrolled/layers.py come from this table.
+
+    .venv/bin/python benchmarks/auto_choice.py     # about a minute
+"""
+
+import statistics
+import time
+
+import torch
+
+from unrolled.cli import keep_freed_memory
+from unrolled.layers import LAYERS
+
+SIZES = [(32, 100, 512, 2), (64, 50, 128, 1), (8, 30, 64, 1)]  # B, T, H, layers: charlm, small, tiny
+
+
+def median_ms(fn, rounds=7):
+    fn()
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(times)
+
+
+def speedups(name: str, B: int, T: int, H: int, L: int) -> list[float]:
+    """bptt's speed over fused's for a training step, a padded one, and a forward without gradients."""
+    torch.manual_seed(0)
+    layer = LAYERS[name](H, H, num_layers=L)
+    x = torch.randn(B, T, H, requires_grad=True)
+    lengths = torch.randint(T // 2, T + 1, (B,))
+    lengths[0] = T
+
+    def train(backend, lens=None):
+        layer.zero_grad(set_to_none=True)
+        layer(x, lengths=lens, backend=backend)[0].square().sum().backward()
+
+    def forward(backend):
+        with torch.no_grad():
+            layer(x, backend=backend)
+
+    cases = [lambda b: train(b), lambda b: train(b, lengths), forward]
+    return [median_ms(lambda c=case: c("fused")) / median_ms(lambda c=case: c("bptt")) for case in cases]
+
+
+def main():
+    keep_freed_memory()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print("| cell | B | T | H | layers | training step | training step, padded | forward, no grad |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name in ("elman", "gru"):
+        for B, T, H, L in SIZES:
+            cells = " | ".join(f"{r:.2f}x" for r in speedups(name, B, T, H, L))
+            print(f"| {name} | {B} | {T} | {H} | {L} | {cells} |")
+    print("(bptt's speed over fused's: above 1, bptt is faster)")
+
+
+if __name__ == "__main__":
+    main()
