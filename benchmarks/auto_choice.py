@@ -1,7 +1,8 @@
-"""What `auto` should run for Elman and GRU layers on the CPU: the bptt engine's C++ loops against torch.nn's
-fused kernels (for these two cells on the CPU, step loops in ATen), for a training step of the layer alone
-(forward + backward), the same with padded sequences (lengths), and a forward without gradients.
-The `cpu_native_first` flags in src/unrolled/layers.py come from this table.
+"""What `auto` should run for Elman, GRU and LSTM layers on the CPU: the bptt engine's C++ loops against
+torch.nn's fused kernels (for Elman and GRU on the CPU, step loops in ATen; for the LSTM oneDNN's fused
+kernel, except for packed sequences), for a training step of the layer alone (forward + backward), the same
+with padded sequences (lengths), and a forward without gradients. The `cpu_native` settings of the layers in
+src/unrolled/layers.py come from this table.
 
     .venv/bin/python benchmarks/auto_choice.py     # about a minute
 """
@@ -52,7 +53,7 @@ def main():
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print("| cell | B | T | H | layers | training step | training step, padded | forward, no grad |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for name in ("elman", "gru"):
+    for name in ("elman", "gru", "lstm"):
         for B, T, H, L in SIZES:
             cells = " | ".join(f"{r:.2f}x" for r in speedups(name, B, T, H, L))
             print(f"| {name} | {B} | {T} | {H} | {L} | {cells} |")

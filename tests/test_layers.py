@@ -114,18 +114,22 @@ def test_jordan_layer_is_cells_composed_by_unroll():
 
 
 def test_auto_picks_the_measured_fastest_backend():
-    """On the CPU: the engine's C++ loops for Elman and GRU sequences, padded or not (faster than torch.nn's
-    CPU kernels, docs/benchmarks.md), torch.nn's fused LSTM, bptt for Jordan; fused for Elman and GRU where
-    the C++ loops would not serve the call (recorded norms, UNROLLED_NATIVE=0)."""
+    """On the CPU (benchmarks/auto_choice.py): the engine's C++ loops for Elman and GRU sequences and for padded
+    LSTM batches, torch.nn's fused LSTM for the others, bptt for Jordan; fused where the C++ loops would not
+    serve the call (recorded norms, UNROLLED_NATIVE=0)."""
     from unrolled.engine import native
 
     xs = torch.randn(B, T, I)
     cpp = "bptt" if native.ops() is not None else "fused"
-    for layer, want in [(unrolled.RNN(I, H), cpp), (unrolled.GRU(I, H), cpp), (unrolled.LSTM(I, H), "fused")]:
+    for layer, want, padded in [
+        (unrolled.RNN(I, H), cpp, cpp),
+        (unrolled.GRU(I, H), cpp, cpp),
+        (unrolled.LSTM(I, H), "fused", cpp),
+    ]:
         layer(xs)
         assert layer.last_backend == want, layer
         layer(xs, lengths=[T] * B)
-        assert layer.last_backend == want, layer
+        assert layer.last_backend == padded, layer
         layer.record_grad_norms = True
         layer(xs)
         assert layer.last_backend == "fused", layer

@@ -84,10 +84,11 @@ class RecurrentLayer(nn.Module):
     fused_kernel: str | None = None
     # what "auto" runs for a single time step on the CPU (sampling, decoders), where measured faster
     step_backend: str | None = None
-    # whether "auto" runs the bptt engine on the CPU where its C++ loops serve the call (a sequence, no
-    # recorded norms): measured faster than torch.nn's CPU kernels for Elman and GRU, whose CPU kernels are
-    # step loops; torch.nn's LSTM kernel (oneDNN's) stays faster (docs/benchmarks.md)
-    cpu_native_first: bool = False
+    # when "auto" runs the bptt engine's C++ loops on the CPU (sequences, no recorded norms) instead of
+    # torch.nn's kernel, as measured by benchmarks/auto_choice.py: "always" for Elman and GRU (torch.nn's
+    # CPU kernels for them are step loops), "padded" for the LSTM (oneDNN's fused LSTM is faster, but
+    # torch.nn runs packed sequences without it)
+    cpu_native: str | None = None
 
     def __init__(
         self,
@@ -184,12 +185,12 @@ class RecurrentLayer(nn.Module):
 
     def choose_backend(self, backend: str, cpu_step: bool = False, cpu_native: bool = False) -> str:
         """The backend that will run: `backend` itself, or for "auto" the first that supports this layer
-        (for one time step on the CPU, `cpu_step`, the layer's `step_backend` if it has one; where the
-        engine's C++ loops would run the call, `cpu_native`, bptt if the layer prefers them)."""
+        (for one time step on the CPU, `cpu_step`, the layer's `step_backend` if it has one; bptt where the
+        engine's C++ loops would run the call and are measured faster, `cpu_native`)."""
         if backend == "auto":
             if cpu_step and self.step_backend:
                 return self.step_backend
-            if cpu_native and self.cpu_native_first:
+            if cpu_native:
                 return "bptt"
             return next(b for b in AUTO_ORDER if BACKENDS[b][0](self) is None)
         if backend not in BACKENDS:
@@ -221,6 +222,8 @@ class RecurrentLayer(nn.Module):
         lengths = check_lengths(lengths, B, T, xs.device)
         cpu = xs.device.type == "cpu"
         native_serves = backend == "auto" and cpu and T > 1 and not self.record_grad_norms
+        wanted = self.cpu_native == "always" or (self.cpu_native == "padded" and lengths is not None)
+        native_serves = native_serves and wanted
         native_serves = native_serves and xs.dtype in (torch.float32, torch.float64) and native.ops() is not None
         name = self.choose_backend(backend, cpu_step=T == 1 and cpu, cpu_native=native_serves)
         hx = list(self.init_state(B, xs.device, xs.dtype)) if state is None else self._coerce_state(state, B, xs.dtype)
@@ -244,7 +247,7 @@ class RNN(RecurrentLayer):
     """
 
     cell_class = ElmanCell
-    cpu_native_first = True
+    cpu_native = "always"
 
     def __init__(
         self,
@@ -282,6 +285,7 @@ class LSTM(RecurrentLayer):
     cell_class = LSTMCell
     state_class = LSTMState
     fused_kernel = "lstm"
+    cpu_native = "padded"
     # torch.nn.LSTM's fused kernel costs 2.5x the reference's time for a single step here (the
     # `generate` rows of docs/benchmarks.md); for Elman and GRU the fused kernel stays faster
     step_backend = "reference"
@@ -292,7 +296,7 @@ class GRU(RecurrentLayer):
 
     cell_class = GRUCell
     fused_kernel = "gru"
-    cpu_native_first = True
+    cpu_native = "always"
 
 
 class Jordan(RecurrentLayer):
