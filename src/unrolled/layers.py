@@ -200,6 +200,18 @@ class RecurrentLayer(nn.Module):
             raise UnrolledError(f"backend {backend!r} cannot run this layer: {reason}")
         return backend
 
+    def _native_pays(self, xs: Tensor, lengths) -> bool:
+        """Whether the engine's C++ loops would run this call and were measured faster (`cpu_native`)."""
+        wanted = self.cpu_native == "always" or (self.cpu_native == "padded" and lengths is not None)
+        return (
+            wanted
+            and xs.device.type == "cpu"
+            and xs.shape[1] > 1
+            and xs.dtype in (torch.float32, torch.float64)
+            and not self.record_grad_norms
+            and native.ops() is not None
+        )
+
     def _coerce_state(self, state, batch: int, dtype) -> list[Tensor]:
         if self.state_class is RNNState and isinstance(state, Tensor):
             state = RNNState(state)
@@ -220,12 +232,8 @@ class RecurrentLayer(nn.Module):
         """
         B, T = check_sequence(xs, self.input_size)
         lengths = check_lengths(lengths, B, T, xs.device)
-        cpu = xs.device.type == "cpu"
-        native_serves = backend == "auto" and cpu and T > 1 and not self.record_grad_norms
-        wanted = self.cpu_native == "always" or (self.cpu_native == "padded" and lengths is not None)
-        native_serves = native_serves and wanted
-        native_serves = native_serves and xs.dtype in (torch.float32, torch.float64) and native.ops() is not None
-        name = self.choose_backend(backend, cpu_step=T == 1 and cpu, cpu_native=native_serves)
+        cpu_native = backend == "auto" and self._native_pays(xs, lengths)
+        name = self.choose_backend(backend, cpu_step=T == 1 and xs.device.type == "cpu", cpu_native=cpu_native)
         hx = list(self.init_state(B, xs.device, xs.dtype)) if state is None else self._coerce_state(state, B, xs.dtype)
         self.last_backend = name
         ys, hx = BACKENDS[name][1](self, xs, hx, lengths)
