@@ -13,6 +13,7 @@ from unrolled import ElmanCell, GRUCell, JordanCell, LSTMCell
 from unrolled.bench import peak_memory_mb
 from unrolled.engine import native, unroll_bptt
 from unrolled.layers import LAYERS
+from unrolled.unroll import where_state
 
 CELLS = {
     "tanh": lambda: ElmanCell(3, 4),
@@ -29,8 +30,8 @@ CELLS = {
 @pytest.fixture(params=["python", "c++"])
 def steps(request, monkeypatch):
     """Where the engine runs its steps: the cells' Python `step`/`step_backward`, or the C++ loops
-    (engine/csrc/), which serve every pass on the CPU but those that record norms. `UNROLLED_NATIVE=0`
-    skips the C++ half; otherwise a build that fails is a failure here, not a skip."""
+    (engine/csrc/), which serve every pass on the CPU. `UNROLLED_NATIVE=0` skips the C++ half; otherwise
+    a build that fails is a failure here, not a skip."""
     if request.param == "python":
         monkeypatch.setattr(native, "ops", lambda: None)
     elif os.environ.get("UNROLLED_NATIVE") == "0":
@@ -87,21 +88,29 @@ def test_engine_gradcheck(kind, steps):
     assert torch.autograd.gradcheck(f, (xs, *leaves(s0), *params))
 
 
+@pytest.mark.parametrize("padded", [False, True])
 @pytest.mark.parametrize("kind", ["tanh", "lstm", "gru", "jordan"])
-def test_recorded_norms_equal_autograd(kind):
+def test_recorded_norms_equal_autograd(kind, padded, steps):
+    """‖∂L/∂h_t‖ of each step's own h_t (before a padded row's mask: a row past its end contributes 0)."""
     cell = CELLS[kind]().double()
     xs = torch.randn(3, 7, 3, dtype=torch.double)
-    # autograd: keep every h_t and ask for its gradient
-    state, hs = cell.init_state(3), []
+    lengths = torch.tensor([7, 3, 5]) if padded else None
+    # autograd: keep every h_t and ask for its gradient (the loop `unroll` runs, masks included)
+    state, hs, ys = cell.init_state(3), [], []
     for t in range(7):
-        state, y = cell(state, xs[:, t])
+        new, y = cell(state, xs[:, t])
         y.retain_grad()
         hs.append(y)
+        if padded:
+            m = (t < lengths)[:, None]
+            new, y = where_state(m, new, state), torch.where(m, y, 0.0)
+        state = new
+        ys.append(y)
     w = torch.linspace(-1, 1, 7 * 3 * cell.output_size, dtype=torch.double).view(3, 7, -1)
-    (w * torch.stack(hs, 1)).sum().backward()
+    (w * torch.stack(ys, 1)).sum().backward()
     want = torch.stack([torch.linalg.vector_norm(h.grad) for h in hs])
     record = []
-    ys, _ = unroll_bptt(cell, xs, record=record)
+    ys, _ = unroll_bptt(cell, xs, lengths=lengths, record=record)
     (w * ys).sum().backward()
     assert len(record) == 1
     assert_close(record[0], want, 1e-12)
@@ -253,8 +262,8 @@ def test_onednn_one_shot_products_match_float64(monkeypatch):
 
 @pytest.mark.parametrize("kind", ["tanh", "relu", "lstm", "gru", "gru-nobias", "jordan", "jordan-sigmoid"])
 def test_engine_runs_the_cpp_loops_where_it_can_and_the_python_steps_elsewhere(kind, monkeypatch):
-    """A spy on the C++ ops: a pass runs the cell's two C++ loops, padded or not; one that records norms runs
-    none (and Jordan with a softmax output never: that one is Python only)."""
+    """A spy on the C++ ops: a pass runs the cell's two C++ loops, padded or not, recording norms or not (and
+    Jordan with a softmax output never: that one is Python only)."""
     real = native.ops()
     if real is None:
         pytest.skip("UNROLLED_NATIVE=0") if os.environ.get("UNROLLED_NATIVE") == "0" else pytest.fail("no C++ loops")
@@ -272,7 +281,7 @@ def test_engine_runs_the_cpp_loops_where_it_can_and_the_python_steps_elsewhere(k
     for kwargs, want in [
         ({}, [f"{family}_forward", f"{family}_backward"]),
         ({"lengths": [5, 3]}, [f"{family}_forward", f"{family}_backward"]),
-        ({"record": []}, []),
+        ({"record": []}, [f"{family}_forward", f"{family}_backward"]),
     ]:
         calls.clear()
         unroll_bptt(cell, xs, **kwargs)[0].sum().backward()
@@ -343,8 +352,9 @@ def test_cpp_ops_refuse_buffers_that_do_not_fit():
         lambda: ops.lstm_forward(XP, h, h, W[:H], None, Y, C, None),  # weight
         lambda: ops.lstm_forward(XP, h, h, W, None, Y, C, torch.tensor([4, 1])),  # a length past T
         lambda: ops.lstm_forward(XP, h, h, W, None, Y, C, torch.tensor([3])),  # lengths for another batch
-        lambda: ops.elman_backward(Y.clone(), Y, Y, h, h, W[:H], None, 1, 1, T + 1, None),  # steps
-        lambda: ops.elman_backward(Y.clone(), Y, Y[:, :1], h, h, W[:H], None, 1, 0, T, None),  # ∂L/∂Y's shape
+        lambda: ops.elman_backward(Y.clone(), Y, Y, h, h, W[:H], None, 1, 1, T + 1, None, None),  # steps
+        lambda: ops.elman_backward(Y.clone(), Y, Y[:, :1], h, h, W[:H], None, 1, 0, T, None, None),  # ∂L/∂Y
+        lambda: ops.elman_backward(Y.clone(), Y, Y, h, h, W[:H], None, 1, 0, T, None, torch.zeros(T + 1)),  # norms
     ]
     for call in bad:
         with pytest.raises(RuntimeError, match="unrolled native engine"):

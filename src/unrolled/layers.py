@@ -84,7 +84,7 @@ class RecurrentLayer(nn.Module):
     fused_kernel: str | None = None
     # what "auto" runs for a single time step on the CPU (sampling, decoders), where measured faster
     step_backend: str | None = None
-    # when "auto" runs the bptt engine's C++ loops on the CPU (sequences, no recorded norms) instead of
+    # when "auto" runs the bptt engine's C++ loops on the CPU (sequences of 2 steps or more) instead of
     # torch.nn's kernel, as measured by benchmarks/auto_choice.py: "always" for Elman and GRU (torch.nn's
     # CPU kernels for them are step loops), "padded" for the LSTM (oneDNN's fused LSTM is faster, but
     # torch.nn runs packed sequences without it)
@@ -208,7 +208,6 @@ class RecurrentLayer(nn.Module):
             and xs.device.type == "cpu"
             and xs.shape[1] > 1
             and xs.dtype in (torch.float32, torch.float64)
-            and not self.record_grad_norms
             and native.ops() is not None
         )
 

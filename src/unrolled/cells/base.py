@@ -115,10 +115,11 @@ class Cell(nn.Module):
     saves_z: bool = False
     # A cell with `native` has the same two steps T at a time in C++ (engine/csrc/), which the engine
     # uses where it can: `native_forward(ops, XP, state, Y, rec, b_rec, lengths) -> (final state, saved)`
-    # and `native_backward(ops, saved, t0, t1, dY, d_state, d_final, back, dxp, drp, lengths) ->
+    # and `native_backward(ops, saved, t0, t1, dY, d_state, d_final, back, dxp, drp, lengths, norms) ->
     # (d_state_{t0-1}, sums)` for the steps t0..t1-1, sums being Σ ∂xp (and Σ ∂rp), (1 or 2, G), the
     # biases' gradients (rec and back: the PackedLinear of W_rec and of W_recᵀ; d_final: ∂L/∂ the final
-    # state, which enters a padded row at its own last step; lengths: None or (B,) int64).
+    # state, which enters a padded row at its own last step; lengths: None or (B,) int64; norms: None or
+    # the (T,) tensor that receives ‖∂L/∂h_t‖ for these steps).
     native: bool = False
 
     def _param(self, *shape: int, device=None, dtype=None) -> nn.Parameter:

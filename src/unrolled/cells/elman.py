@@ -72,9 +72,9 @@ class ElmanCell(Cell):
         ops.elman_forward(XP, h, rec.weight, rec.packed, ACT_CODES[self.nonlinearity], Y, lengths)
         return last_steps(Y, lengths), Y  # h_t = y_t: Y is all the backward needs
 
-    def native_backward(self, ops, Y, t0, t1, dY, dh, d_final, back, dz, _, lengths):
+    def native_backward(self, ops, Y, t0, t1, dY, dh, d_final, back, dz, _, lengths, norms):
         code = ACT_CODES[self.nonlinearity]
-        return ops.elman_backward(dz, Y, dY, dh, d_final, back.weight, back.packed, code, t0, t1, lengths)
+        return ops.elman_backward(dz, Y, dY, dh, d_final, back.weight, back.packed, code, t0, t1, lengths, norms)
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}, nonlinearity={self.nonlinearity!r}"

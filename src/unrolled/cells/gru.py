@@ -86,8 +86,8 @@ class GRUCell(Cell):
         ops.gru_forward(XP, h, rec.weight, rec.packed, b_rec, Y, HN, lengths)
         return last_steps(Y, lengths), (Y, HN, h)
 
-    def native_backward(self, ops, saved, t0, t1, dY, dh, d_final, back, dxp, drp, lengths):
+    def native_backward(self, ops, saved, t0, t1, dY, dh, d_final, back, dxp, drp, lengths, norms):
         """All T steps back (the engine gives this cell, which keeps its gates in xp, one chunk: 0..T): at t = T-1,
         dh is d_final."""
         Y, HN, h0 = saved
-        return ops.gru_backward(dxp, drp, HN, Y, h0, dY, dh, back.weight, back.packed, lengths)
+        return ops.gru_backward(dxp, drp, HN, Y, h0, dY, dh, back.weight, back.packed, lengths, norms)

@@ -103,12 +103,13 @@ class JordanCell(Cell):
         self.hs = XP
         return last_steps(Y, lengths), Y
 
-    def native_backward(self, ops, Y, t0, t1, dY, dy, d_final, back, da, _, lengths):
+    def native_backward(self, ops, Y, t0, t1, dY, dy, d_final, back, da, _, lengths, norms):
         """Steps t1-1..t0 back, writing ∂L/∂a into `da` and ∂L/∂o into this pass's chunk buffer `dos`."""
         codes = ACT_CODES[self.hidden_activation], ACT_CODES[self.output_activation]
         ob, dos = self.out_back, self.dos[: t1 - t0]
         buffers = (da, dos, self.hs, Y, dY, dy, d_final)
-        return ops.jordan_backward(*buffers, back.weight, back.packed, ob.weight, ob.packed, *codes, t0, t1, lengths)
+        weights = (back.weight, back.packed, ob.weight, ob.packed)
+        return ops.jordan_backward(*buffers, *weights, *codes, t0, t1, lengths, norms)
 
     def extra_grads(self, t0: int, t1: int) -> dict[str, Tensor]:
         """The output weights' gradients from steps t0..t1-1, one GEMM: Σ_t do_tᵀ h_t and Σ_t do_t."""

@@ -92,8 +92,8 @@ class LSTMCell(Cell):
         ops.lstm_forward(XP, state.h, state.c, rec.weight, rec.packed, Y, C, lengths)
         return LSTMState(last_steps(Y, lengths), last_steps(C, lengths)), (C, state.c)
 
-    def native_backward(self, ops, saved, t0, t1, dY, d: LSTMState, d_final: LSTMState, back, dz, _, lengths):
+    def native_backward(self, ops, saved, t0, t1, dY, d: LSTMState, d_final, back, dz, _, lengths, norms):
         """All T steps back (the engine gives this cell, which keeps its gates in z, one chunk: 0..T)."""
         C, c0 = saved
-        dh, dc, db = ops.lstm_backward(dz, C, c0, dY, d.h, d.c, back.weight, back.packed, lengths)
+        dh, dc, db = ops.lstm_backward(dz, C, c0, dY, d.h, d.c, back.weight, back.packed, lengths, norms)
         return LSTMState(dh, dc), db

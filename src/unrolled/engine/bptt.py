@@ -21,8 +21,8 @@ up: a second backward through the same pass (`retain_graph=True`, gradcheck) run
 
 The time loops: each cell's `step`/`step_backward` in Python, or, on the CPU (where they are built,
 native.py), the same equations T steps at a time in C++ (engine/csrc/, the cell's `native_forward`/
-`native_backward`), each step's pointwise work one pass over memory, padded batches included. Recorded
-norms, other devices and a cell without C++ loops (Jordan with a softmax output) run the Python steps.
+`native_backward`), each step's pointwise work one pass over memory, padded batches and recorded norms
+included. Other devices and a cell without C++ loops (Jordan with a softmax output) run the Python steps.
 
 Cells supply `step`, `step_backward` (writing into slices of one (T, B, G) buffer: no per-step
 gradient is concatenated or stacked), `additive`, `saves_z`, and the names `rec_weight`, `rec_bias`,
@@ -56,10 +56,10 @@ def _rec_input(state) -> Tensor:
     return state if isinstance(state, Tensor) else state[0]
 
 
-def _native_ops(c: Cell, X: Tensor, record):
+def _native_ops(c: Cell, X: Tensor):
     """The C++ time loops (native.py) when they serve this pass: the cell has them, on the CPU, float32 or
-    float64, without recorded norms (those run the Python steps); else None."""
-    if record is not None or not c.native:
+    float64; else None."""
+    if not c.native:
         return None
     if X.device.type != "cpu" or X.dtype not in (torch.float32, torch.float64):
         return None
@@ -109,7 +109,7 @@ class _BPTT(torch.autograd.Function):
         w = dict(zip(names, tensors[n_state:]))
         c = cell.bind(w)
         X = xs.transpose(0, 1)  # (T, B, F): time-major inside
-        ops = _native_ops(c, X, record)
+        ops = _native_ops(c, X)
         XP, Y, saved, R, state = _forward(c, X, state0, masks, w, ops, lengths)
         ctx.c, ctx.names, ctx.masks, ctx.lengths, ctx.record = c, names, masks, lengths, record
         ctx.n_state, ctx.ops = n_state, ops
@@ -155,7 +155,7 @@ class _BPTT(torch.autograd.Function):
             dxp, drp = dXP[rows], dRP[rows]
             if ctx.ops is not None:  # all of the chunk's steps in C++, which also sum ∂xp (∂rp) for the biases
                 d_state, bias_sums = c.native_backward(
-                    ctx.ops, saved_steps, t0, t1, dY, d_state, d_last, back, dxp, drp, ctx.lengths
+                    ctx.ops, saved_steps, t0, t1, dY, d_state, d_last, back, dxp, drp, ctx.lengths, norms
                 )
             else:
                 d_state = _steps_backward(c, saved_steps, t0, t1, dY, d_state, back, dxp, drp, masks, norms)

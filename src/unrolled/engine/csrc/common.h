@@ -153,6 +153,26 @@ struct BiasSums {
 // The engine (bptt.py) calls these ops with buffers it made; a mismatch would read memory as the wrong thing,
 // so each op checks what it is given: (steps, B, ·) buffers of one dtype, contiguous, on the CPU, and states
 // of B rows of the right width.
+// ‖∂L/∂h_t‖ over the batch for each step, on request (the engine's `record`), from the ∂L/∂h_t each step
+// computes anyway: each thread adds the squares of its rows into its own row of `acc`; `write` puts the
+// square roots for steps t0..t1-1 into `out`, a (T,) tensor.
+struct StepNorms {
+  at::Tensor out, acc;
+  StepNorms(const std::optional<at::Tensor>& norms, const at::Tensor& like, int64_t steps)
+      : out(norms ? *norms : at::Tensor()),
+        acc(norms ? at::zeros({at::get_num_threads(), steps}, like.options()) : at::Tensor()) {
+    TORCH_CHECK(!norms || (norms->numel() == steps && norms->scalar_type() == like.scalar_type()),
+                "unrolled native engine: norms must be (steps,) of the buffers' dtype");
+  }
+  template <typename T>
+  void add(int64_t t, T squares) const {
+    if (acc.defined()) acc.data_ptr<T>()[at::get_thread_num() * acc.size(1) + t] += squares;
+  }
+  void write(int64_t t0, int64_t t1) const {
+    if (out.defined()) out.slice(0, t0, t1).copy_(acc.sum(0).slice(0, t0, t1).sqrt());
+  }
+};
+
 void check(std::initializer_list<at::Tensor> buffers, std::initializer_list<std::pair<at::Tensor, int64_t>> states = {}) {
   const at::Tensor& first = *buffers.begin();
   for (const auto& t : buffers)

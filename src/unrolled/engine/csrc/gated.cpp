@@ -64,7 +64,7 @@ void lstm_forward(at::Tensor XP, const at::Tensor& h0, const at::Tensor& c0, con
 template <typename T>
 void lstm_backward_t(at::Tensor& XP, const at::Tensor& C, const at::Tensor& c0, const at::Tensor& dY,
                      at::Tensor& dh, at::Tensor& dc, const at::Tensor& Wt, const std::optional<at::Tensor>& packed,
-                     const BiasSums& sums, const Lengths& len) {
+                     const BiasSums& sums, const Lengths& len, const StepNorms& norms) {
   const int64_t S = XP.size(0), B = XP.size(1), H = C.size(2), n = B * H;
   const Rows<T> dy(dY);
   T* dcp = dc.data_ptr<T>();
@@ -85,11 +85,13 @@ void lstm_backward_t(at::Tensor& XP, const at::Tensor& C, const at::Tensor& c0, 
       const T* dhb = (len.last(t, b) ? dh_final : dhp) + b * H;
       T* dcb = dcp + b * H;
       T* sb = sums.mine<T>();
-#pragma omp simd
+      T squares = 0;
+#pragma omp simd reduction(+ : squares)
       for (int64_t j = 0; j < H; ++j) {
         T i = zb[j], f = zb[H + j], g = zb[2 * H + j], o = zb[3 * H + j];
         T tc = tanh2(cb[j]);
         T d = dhb[j] + dyb[j];
+        squares += d * d;
         T dct = dcb[j] + d * o * (T(1) - tc * tc);
         zb[j] = dct * g * i * (T(1) - i);
         zb[H + j] = dct * cpb[j] * f * (T(1) - f);
@@ -98,6 +100,7 @@ void lstm_backward_t(at::Tensor& XP, const at::Tensor& C, const at::Tensor& c0, 
         dcb[j] = dct * f;
         sb[j] += zb[j], sb[H + j] += zb[H + j], sb[2 * H + j] += zb[2 * H + j], sb[3 * H + j] += zb[3 * H + j];
       }
+      norms.add(t, squares);
     });
     dh = matmul(XP.select(0, t), Wt, packed);
   }
@@ -106,7 +109,8 @@ void lstm_backward_t(at::Tensor& XP, const at::Tensor& C, const at::Tensor& c0, 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_backward(at::Tensor XP, const at::Tensor& C, const at::Tensor& c0,
                                                  const at::Tensor& dY, const at::Tensor& dhT, const at::Tensor& dcT,
                                                  const at::Tensor& Wt, const std::optional<at::Tensor>& packed,
-                                                 const std::optional<at::Tensor>& lengths) {
+                                                 const std::optional<at::Tensor>& lengths,
+                                                 const std::optional<at::Tensor>& norms) {
   const int64_t H = C.size(2);
   check({XP, C}, {{c0, H}, {dhT, H}, {dcT, H}});
   check_lengths(lengths, XP.size(1), XP.size(0));
@@ -114,8 +118,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_backward(at::Tensor XP, cons
   check_width(XP, 4 * H), check_weight(Wt, packed, H, 4 * H);
   at::Tensor dh = dhT.contiguous(), dc = dcT.clone(at::MemoryFormat::Contiguous);
   const BiasSums sums(XP, 1, XP.size(2));
-  AT_DISPATCH_FLOATING_TYPES(XP.scalar_type(), "lstm_backward",
-                             [&] { lstm_backward_t<scalar_t>(XP, C, c0.contiguous(), dY, dh, dc, Wt, packed, sums, Lengths(lengths)); });
+  const StepNorms step_norms(norms, XP, XP.size(0));
+  AT_DISPATCH_FLOATING_TYPES(XP.scalar_type(), "lstm_backward", [&] {
+    lstm_backward_t<scalar_t>(XP, C, c0.contiguous(), dY, dh, dc, Wt, packed, sums, Lengths(lengths), step_norms);
+  });
+  step_norms.write(0, XP.size(0));
   return {dh, dc, sums.total(1)};
 }
 
@@ -172,7 +179,8 @@ void gru_forward(at::Tensor XP, const at::Tensor& h0, const at::Tensor& W, const
 template <typename T>
 at::Tensor gru_backward_t(at::Tensor& XP, at::Tensor& dRP, const at::Tensor& HN, const at::Tensor& Y,
                           const at::Tensor& h0, const at::Tensor& dY, at::Tensor dh, const at::Tensor& Wt,
-                          const std::optional<at::Tensor>& packed, const BiasSums& sums, const Lengths& len) {
+                          const std::optional<at::Tensor>& packed, const BiasSums& sums, const Lengths& len,
+                          const StepNorms& norms) {
   const int64_t S = XP.size(0), B = XP.size(1), H = Y.size(2), n = B * H;
   const Rows<T> dy(dY);
   const at::Tensor final = dh;  // ∂L/∂h_final: dh is replaced step by step, this handle keeps it
@@ -189,11 +197,13 @@ at::Tensor gru_backward_t(at::Tensor& XP, at::Tensor& dRP, const at::Tensor& HN,
       }
       const T* dyb = dy(t, b);
       const T* d = len.last(t, b) ? final.data_ptr<T>() : running;
-#pragma omp simd
+      T squares = 0;
+#pragma omp simd reduction(+ : squares)
       for (int64_t j = 0; j < H; ++j) {
         const int64_t k = b * H + j;
         T r = xb[j], u = xb[H + j], nn = xb[2 * H + j];
         T g = d[k] + dyb[j];
+        squares += g * g;
         T dn = g * (T(1) - u) * (T(1) - nn * nn);
         T dr_ = dn * hn[k] * r * (T(1) - r);
         T du = g * (hp[k] - nn) * u * (T(1) - u);
@@ -203,6 +213,7 @@ at::Tensor gru_backward_t(at::Tensor& XP, at::Tensor& dRP, const at::Tensor& HN,
         sr[j] += dr_, sr[H + j] += du, sr[2 * H + j] += dn * r;
         dd[k] = g * u;
       }
+      norms.add(t, squares);
     });
     dh = matmul_add(dRP.select(0, t), Wt, packed, direct);
   }
@@ -211,7 +222,8 @@ at::Tensor gru_backward_t(at::Tensor& XP, at::Tensor& dRP, const at::Tensor& HN,
 
 std::tuple<at::Tensor, at::Tensor> gru_backward(at::Tensor XP, at::Tensor dRP, const at::Tensor& HN, const at::Tensor& Y, const at::Tensor& h0,
                         const at::Tensor& dY, const at::Tensor& dh, const at::Tensor& Wt,
-                        const std::optional<at::Tensor>& packed, const std::optional<at::Tensor>& lengths) {
+                        const std::optional<at::Tensor>& packed, const std::optional<at::Tensor>& lengths,
+                        const std::optional<at::Tensor>& norms) {
   const int64_t H = Y.size(2);
   check({XP, dRP, HN, Y}, {{h0, H}, {dh, H}});
   check_lengths(lengths, XP.size(1), XP.size(0));
@@ -220,10 +232,12 @@ std::tuple<at::Tensor, at::Tensor> gru_backward(at::Tensor XP, at::Tensor dRP, c
   check_width(XP, 3 * H), check_width(dRP, 3 * H), check_width(HN, H), check_weight(Wt, packed, H, 3 * H);
   at::Tensor out;
   const BiasSums sums(XP, 2, XP.size(2));
+  const StepNorms step_norms(norms, XP, XP.size(0));
   AT_DISPATCH_FLOATING_TYPES(XP.scalar_type(), "gru_backward", [&] {
     out = gru_backward_t<scalar_t>(XP, dRP, HN, Y, h0.contiguous(), dY, dh.contiguous(), Wt, packed, sums,
-                                   Lengths(lengths));
+                                   Lengths(lengths), step_norms);
   });
+  step_norms.write(0, XP.size(0));
   return {out, sums.total(2)};
 }
 
@@ -234,12 +248,12 @@ TORCH_LIBRARY_FRAGMENT(unrolled, m) {
         "Tensor? lengths) -> ()",
         &lstm_forward);
   m.def("lstm_backward(Tensor(a!) xp, Tensor c, Tensor c0, Tensor dy, Tensor dh, Tensor dc, Tensor wt, Tensor? packed, "
-        "Tensor? lengths) -> (Tensor, Tensor, Tensor)",
+        "Tensor? lengths, Tensor? norms) -> (Tensor, Tensor, Tensor)",
         &lstm_backward);
   m.def("gru_forward(Tensor(a!) xp, Tensor h0, Tensor w, Tensor? packed, Tensor? bias, Tensor(b!) y, Tensor(c!) hn, "
         "Tensor? lengths) -> ()",
         &gru_forward);
   m.def("gru_backward(Tensor(a!) xp, Tensor(b!) drp, Tensor hn, Tensor y, Tensor h0, Tensor dy, Tensor dh, Tensor wt, "
-        "Tensor? packed, Tensor? lengths) -> (Tensor, Tensor)",
+        "Tensor? packed, Tensor? lengths, Tensor? norms) -> (Tensor, Tensor)",
         &gru_backward);
 }

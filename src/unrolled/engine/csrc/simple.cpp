@@ -74,7 +74,8 @@ void elman_forward(const at::Tensor& XP, const at::Tensor& h0, const at::Tensor&
 template <typename T, int A>
 at::Tensor elman_backward_t(at::Tensor& dZ, const at::Tensor& Y, const at::Tensor& dY, at::Tensor dh,
                             const at::Tensor& d_final, const at::Tensor& Wt, const std::optional<at::Tensor>& packed,
-                            int64_t t0, int64_t t1, const BiasSums& sums, const Lengths& len) {
+                            int64_t t0, int64_t t1, const BiasSums& sums, const Lengths& len,
+                            const StepNorms& norms) {
   const int64_t B = Y.size(1), H = Y.size(2), n = B * H;
   const Rows<T> dy(dY);
   for (int64_t t = t1 - 1; t >= t0; --t) {
@@ -89,11 +90,15 @@ at::Tensor elman_backward_t(at::Tensor& dZ, const at::Tensor& Y, const at::Tenso
       const T* dyb = dy(t, b);
       const T* d = (len.last(t, b) ? d_final : dh).data_ptr<T>();
       T* sb = sums.mine<T>();
-#pragma omp simd
+      T squares = 0;
+#pragma omp simd reduction(+ : squares)
       for (int64_t j = 0; j < H; ++j) {
-        dz[r + j] = act_grad<A>(d[r + j] + dyb[j], y[r + j]);
+        const T g = d[r + j] + dyb[j];
+        squares += g * g;
+        dz[r + j] = act_grad<A>(g, y[r + j]);
         sb[j] += dz[r + j];
       }
+      norms.add(t, squares);
     });
     dh = matmul(dZ.select(0, t - t0), Wt, packed);
   }
@@ -103,7 +108,8 @@ at::Tensor elman_backward_t(at::Tensor& dZ, const at::Tensor& Y, const at::Tenso
 std::tuple<at::Tensor, at::Tensor> elman_backward(at::Tensor dZ, const at::Tensor& Y, const at::Tensor& dY,
                                                   const at::Tensor& dh, const at::Tensor& d_final, const at::Tensor& Wt,
                                                   const std::optional<at::Tensor>& packed, int64_t act_code, int64_t t0,
-                                                  int64_t t1, const std::optional<at::Tensor>& lengths) {
+                                                  int64_t t1, const std::optional<at::Tensor>& lengths,
+                                                  const std::optional<at::Tensor>& norms) {
   const int64_t H = Y.size(2);
   check({dZ, Y}, {{dh, H}, {d_final, H}});
   check_lengths(lengths, Y.size(1), Y.size(0));
@@ -112,12 +118,14 @@ std::tuple<at::Tensor, at::Tensor> elman_backward(at::Tensor dZ, const at::Tenso
   check_width(dZ, H), check_weight(Wt, packed, H, H);
   at::Tensor out;
   const BiasSums sums(dZ, 1, dZ.size(2));
+  const StepNorms step_norms(norms, Y, Y.size(0));
   with_act(act_code, [&](auto A) {
     AT_DISPATCH_FLOATING_TYPES(dZ.scalar_type(), "elman_backward", [&] {
       out = elman_backward_t<scalar_t, decltype(A)::value>(dZ, Y, dY, dh.contiguous(), d_final.contiguous(), Wt, packed,
-                                                           t0, t1, sums, Lengths(lengths));
+                                                           t0, t1, sums, Lengths(lengths), step_norms);
     });
   });
+  step_norms.write(t0, t1);
   return {out, sums.total(1)};
 }
 
@@ -180,7 +188,7 @@ at::Tensor jordan_backward_t(at::Tensor& dA, at::Tensor& dO, const at::Tensor& H
                              const at::Tensor& dY, at::Tensor dy_state, const at::Tensor& d_final,
                              const at::Tensor& Wyh_t, const std::optional<at::Tensor>& packed, const at::Tensor& Why_t,
                              const std::optional<at::Tensor>& packed_out, int64_t t0, int64_t t1,
-                             const BiasSums& sums, const Lengths& len) {
+                             const BiasSums& sums, const Lengths& len, const StepNorms& norms) {
   const int64_t B = Y.size(1), O = Y.size(2), H = Hs.size(2);
   const Rows<T> dy(dY);
   for (int64_t t = t1 - 1; t >= t0; --t) {
@@ -194,8 +202,14 @@ at::Tensor jordan_backward_t(at::Tensor& dA, at::Tensor& dO, const at::Tensor& H
       }
       const T* dyb = dy(t, b);
       const T* ds = (len.last(t, b) ? d_final : dy_state).data_ptr<T>();
-#pragma omp simd
-      for (int64_t j = 0; j < O; ++j) dout[r + j] = act_grad<AY>(ds[r + j] + dyb[j], y[r + j]);
+      T squares = 0;
+#pragma omp simd reduction(+ : squares)
+      for (int64_t j = 0; j < O; ++j) {
+        const T g = ds[r + j] + dyb[j];
+        squares += g * g;
+        dout[r + j] = act_grad<AY>(g, y[r + j]);
+      }
+      norms.add(t, squares);
     });
     at::Tensor dh = matmul(dO.select(0, t - t0), Why_t, packed_out);
     const T *h = Hs.data_ptr<T>() + t * B * H, *dhp = dh.data_ptr<T>();
@@ -222,7 +236,8 @@ std::tuple<at::Tensor, at::Tensor> jordan_backward(at::Tensor dA, at::Tensor dO,
                            const at::Tensor& dY, const at::Tensor& dy_state, const at::Tensor& d_final,
                            const at::Tensor& Wyh_t, const std::optional<at::Tensor>& packed, const at::Tensor& Why_t,
                            const std::optional<at::Tensor>& packed_out, int64_t act_h, int64_t act_y, int64_t t0,
-                           int64_t t1, const std::optional<at::Tensor>& lengths) {
+                           int64_t t1, const std::optional<at::Tensor>& lengths,
+                           const std::optional<at::Tensor>& norms) {
   const int64_t H = Hs.size(2), O = Y.size(2);
   check({dA, dO, Hs, Y}, {{dy_state, O}, {d_final, O}});
   check_lengths(lengths, Y.size(1), Y.size(0));
@@ -231,15 +246,17 @@ std::tuple<at::Tensor, at::Tensor> jordan_backward(at::Tensor dA, at::Tensor dO,
   check_width(dA, H), check_width(dO, O), check_weight(Wyh_t, packed, O, H), check_weight(Why_t, packed_out, H, O);
   at::Tensor out;
   const BiasSums sums(dA, 1, dA.size(2));
+  const StepNorms step_norms(norms, Y, Y.size(0));
   with_act(act_h, [&](auto AH) {
     with_act(act_y, [&](auto AY) {
       AT_DISPATCH_FLOATING_TYPES(dA.scalar_type(), "jordan_backward", [&] {
         out = jordan_backward_t<scalar_t, decltype(AH)::value, decltype(AY)::value>(
             dA, dO, Hs, Y, dY, dy_state.contiguous(), d_final.contiguous(), Wyh_t, packed, Why_t, packed_out, t0, t1,
-            sums, Lengths(lengths));
+            sums, Lengths(lengths), step_norms);
       });
     });
   });
+  step_norms.write(t0, t1);
   return {out, sums.total(1)};
 }
 
@@ -250,13 +267,13 @@ TORCH_LIBRARY(unrolled, m) {
   m.def("elman_forward(Tensor xp, Tensor h0, Tensor w, Tensor? packed, int act, Tensor(a!) y, Tensor? lengths) -> ()",
         &elman_forward);
   m.def("elman_backward(Tensor(a!) dz, Tensor y, Tensor dy, Tensor dh, Tensor d_final, Tensor wt, Tensor? packed, "
-        "int act, int t0, int t1, Tensor? lengths) -> (Tensor, Tensor)",
+        "int act, int t0, int t1, Tensor? lengths, Tensor? norms) -> (Tensor, Tensor)",
         &elman_backward);
   m.def("jordan_forward(Tensor(a!) xp, Tensor y0, Tensor w_yh, Tensor? packed, Tensor w_hy, Tensor? packed_out, "
         "Tensor? bias_y, int act_h, int act_y, Tensor(b!) y, Tensor? lengths) -> ()",
         &jordan_forward);
   m.def("jordan_backward(Tensor(a!) da, Tensor(b!) dout, Tensor hs, Tensor y, Tensor dy, Tensor dstate, "
         "Tensor d_final, Tensor w_yh_t, Tensor? packed, Tensor w_hy_t, Tensor? packed_out, int act_h, int act_y, int t0, "
-        "int t1, Tensor? lengths) -> (Tensor, Tensor)",
+        "int t1, Tensor? lengths, Tensor? norms) -> (Tensor, Tensor)",
         &jordan_backward);
 }
