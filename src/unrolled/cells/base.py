@@ -119,8 +119,10 @@ class Cell(nn.Module):
     # (d_state_{t0-1}, sums)` for the steps t0..t1-1, sums being Σ ∂xp (and Σ ∂rp), (1 or 2, G), the
     # biases' gradients (rec and back: the PackedLinear of W_rec and of W_recᵀ; d_final: ∂L/∂ the final
     # state, which enters a padded row at its own last step; lengths: None or (B,) int64; norms: None or
-    # the (T,) tensor that receives ‖∂L/∂h_t‖ for these steps).
+    # the (T,) tensor that receives ‖∂L/∂h_t‖ for these steps). A non-additive cell whose native_backward
+    # does not write ∂L/∂rp whole has `native_rec_blocks(saved, dxp)`: where its column blocks are.
     native: bool = False
+    native_rec_blocks = None
 
     def _param(self, *shape: int, device=None, dtype=None) -> nn.Parameter:
         return nn.Parameter(torch.empty(*shape, device=device, dtype=dtype))

@@ -86,8 +86,13 @@ class GRUCell(Cell):
         ops.gru_forward(XP, h, rec.weight, rec.packed, b_rec, Y, HN, lengths)
         return last_steps(Y, lengths), (Y, HN, h)
 
-    def native_backward(self, ops, saved, t0, t1, dY, dh, d_final, back, dxp, drp, lengths, norms):
-        """All T steps back (the engine gives this cell, which keeps its gates in xp, one chunk: 0..T): at t = T-1,
-        dh is d_final."""
+    def native_backward(self, ops, saved, t0, t1, dY, dh, d_final, back, dxp, _, lengths, norms):
+        """All T steps back (the engine gives this cell, which keeps its gates in xp, one chunk: 0..T): ∂L/∂xp
+        over the gates, ∂L/∂(W_hn h + b_hn) ⊙ r over the saved W_hn h + b_hn."""
         Y, HN, h0 = saved
-        return ops.gru_backward(dxp, drp, HN, Y, h0, dY, dh, back.weight, back.packed, lengths, norms)
+        return ops.gru_backward(dxp, HN, Y, h0, dY, dh, back.weight, back.packed, lengths, norms)
+
+    def native_rec_blocks(self, saved, dxp: Tensor) -> list[Tensor]:
+        """∂L/∂rp after `native_backward`, as column blocks: (∂r, ∂z) are ∂xp's first two, ∂n ⊙ r is where the
+        C++ backward wrote it (no (T, B, 3H) buffer of its own)."""
+        return [dxp[..., : 2 * self.hidden_size], saved[1]]

@@ -143,7 +143,9 @@ class _BPTT(torch.autograd.Function):
         # (Measured at the charlm size: chunks cost the LSTM 14 MB, the GRU 5% of its time; they save Jordan
         # 8 MB and the small Elman 1 MB.)
         dXP = XP if c.saves_z else X.new_empty(min(K, T), B, G)
-        dRP = dXP if c.additive else torch.empty_like(dXP)  # additive cells: ∂L/∂xp = ∂L/∂rp
+        rec_blocks = c.native_rec_blocks(saved_steps, dXP) if ctx.ops and c.native_rec_blocks else None
+        # additive cells: ∂L/∂xp = ∂L/∂rp; a cell with rec_blocks keeps ∂L/∂rp in blocks of its own (GRU, C++)
+        dRP = dXP if c.additive else None if rec_blocks else torch.empty_like(dXP)
         back = PackedLinear(W_rec.T, B, T)  # ∂L/∂r_{t-1} = ∂L/∂rp_t W_rec
         sums = _ChunkSums(ctx, c, X, Y, R, w, K)
         norms = torch.empty(T, dtype=X.dtype, device=X.device) if ctx.record is not None else None
@@ -152,7 +154,7 @@ class _BPTT(torch.autograd.Function):
         chunks = [(0, T)] if c.saves_z else [(t0, min(t0 + K, T)) for t0 in range(0, T, K)]
         for t0, t1 in reversed(chunks):
             rows = slice(t0, t1) if c.saves_z else slice(0, t1 - t0)
-            dxp, drp = dXP[rows], dRP[rows]
+            dxp, drp = dXP[rows], None if dRP is None else dRP[rows]
             if ctx.ops is not None:  # all of the chunk's steps in C++, which also sum ∂xp (∂rp) for the biases
                 d_state, bias_sums = c.native_backward(
                     ctx.ops, saved_steps, t0, t1, dY, d_state, d_last, back, dxp, drp, ctx.lengths, norms
@@ -160,7 +162,7 @@ class _BPTT(torch.autograd.Function):
             else:
                 d_state = _steps_backward(c, saved_steps, t0, t1, dY, d_state, back, dxp, drp, masks, norms)
                 bias_sums = None
-            sums.add(t0, t1, dxp, drp, bias_sums)
+            sums.add(t0, t1, dxp, rec_blocks or drp, bias_sums)
         if norms is not None:
             ctx.record.append(norms)
         grads, dxs = sums.result()
@@ -213,12 +215,15 @@ class _ChunkSums:
     def _acc(self, name: str, g: Tensor) -> None:
         self.grads[name] = g if name not in self.grads else self.grads[name].add_(g)
 
-    def add(self, t0: int, t1: int, dxp: Tensor, drp: Tensor, bias_sums: Tensor | None = None) -> None:
-        """Steps t0..t1-1, with their ∂L/∂xp and ∂L/∂rp (each (t1 - t0, B, G)), and Σ ∂xp (Σ ∂rp) when the
-        C++ steps took them."""
+    def add(self, t0: int, t1: int, dxp: Tensor, drp, bias_sums: Tensor | None = None) -> None:
+        """Steps t0..t1-1, with their ∂L/∂xp and ∂L/∂rp (each (t1 - t0, B, G); ∂L/∂rp may come as a list of
+        column blocks, for a whole pass), and Σ ∂xp (Σ ∂rp) when the C++ steps took them."""
         c = self.c
         ih = [("weight_ih", self.X[t0:t1])] if self.ih else []
         rec = [(c.rec_weight, self.prev[t0:t1])] if self.rec else []
+        if isinstance(drp, list) and rec:  # W_rec's gradient a block of rows at a time
+            self._acc(c.rec_weight, torch.cat([weight_grads(d, rec[0][1], onednn=self.onednn)[0] for d in drp]))
+            rec = []
         for d, items in [(dxp, ih + rec)] if c.additive else [(dxp, ih), (drp, rec)]:
             for (name, _), g in zip(items, weight_grads(d, *[x for _, x in items], onednn=self.onednn)):
                 self._acc(name, g)

@@ -175,24 +175,28 @@ void gru_forward(at::Tensor XP, const at::Tensor& h0, const at::Tensor& W, const
 }
 
 // d = ∂h + dy; ∂u = d (h_prev − n) u(1 − u); ∂n = d (1 − u)(1 − n²); ∂r = ∂n rp_n r(1 − r);
-// ∂xp = (∂r, ∂u, ∂n) over XP[t], ∂rp = (∂r, ∂u, ∂n r) into dRP[t]; ∂h_{t-1} = d u + ∂rp W_hh.
+// ∂xp = (∂r, ∂u, ∂n) over XP[t]; ∂rp = (∂r, ∂u, ∂n r), of which only ∂n r is new: it goes over rp_n in HN[t]
+// (read by then) for W_hh's gradient, and the whole row, for the product, into one step's scratch;
+// ∂h_{t-1} = d u + ∂rp W_hh.
 template <typename T>
-at::Tensor gru_backward_t(at::Tensor& XP, at::Tensor& dRP, const at::Tensor& HN, const at::Tensor& Y,
-                          const at::Tensor& h0, const at::Tensor& dY, at::Tensor dh, const at::Tensor& Wt,
+at::Tensor gru_backward_t(at::Tensor& XP, at::Tensor& HN, const at::Tensor& Y, const at::Tensor& h0,
+                          const at::Tensor& dY, at::Tensor dh, const at::Tensor& Wt,
                           const std::optional<at::Tensor>& packed, const BiasSums& sums, const Lengths& len,
                           const StepNorms& norms) {
   const int64_t S = XP.size(0), B = XP.size(1), H = Y.size(2), n = B * H;
   const Rows<T> dy(dY);
   const at::Tensor final = dh;  // ∂L/∂h_final: dh is replaced step by step, this handle keeps it
-  at::Tensor direct = at::empty_like(dh);
+  at::Tensor direct = at::empty_like(dh), drp = at::empty({B, 3 * H}, XP.options());
+  T *dd = direct.data_ptr<T>(), *dr = drp.data_ptr<T>();
   for (int64_t t = S - 1; t >= 0; --t) {
-    T *x = XP.data_ptr<T>() + t * 3 * n, *dr = dRP.data_ptr<T>() + t * 3 * n, *dd = direct.data_ptr<T>();
-    const T *hn = HN.data_ptr<T>() + t * n, *running = dh.data_ptr<T>();
+    T *x = XP.data_ptr<T>() + t * 3 * n, *hn = HN.data_ptr<T>() + t * n;
+    const T* running = dh.data_ptr<T>();
     const T* hp = t == 0 ? h0.data_ptr<T>() : Y.data_ptr<T>() + (t - 1) * n;
     each_row(B, 3 * H, [&](int64_t b) {
       T *xb = x + b * 3 * H, *drb = dr + b * 3 * H, *sx = sums.mine<T>(), *sr = sx + 3 * H;
       if (len.past(t, b)) {  // nothing flows through a step past the row's end
-        std::fill(xb, xb + 3 * H, T(0)), std::fill(drb, drb + 3 * H, T(0)), std::fill(dd + b * H, dd + (b + 1) * H, T(0));
+        std::fill(xb, xb + 3 * H, T(0)), std::fill(drb, drb + 3 * H, T(0));
+        std::fill(dd + b * H, dd + (b + 1) * H, T(0)), std::fill(hn + b * H, hn + (b + 1) * H, T(0));
         return;
       }
       const T* dyb = dy(t, b);
@@ -208,6 +212,7 @@ at::Tensor gru_backward_t(at::Tensor& XP, at::Tensor& dRP, const at::Tensor& HN,
         T dr_ = dn * hn[k] * r * (T(1) - r);
         T du = g * (hp[k] - nn) * u * (T(1) - u);
         xb[j] = dr_, xb[H + j] = du, xb[2 * H + j] = dn;
+        hn[k] = dn * r;
         drb[j] = dr_, drb[H + j] = du, drb[2 * H + j] = dn * r;
         sx[j] += dr_, sx[H + j] += du, sx[2 * H + j] += dn;
         sr[j] += dr_, sr[H + j] += du, sr[2 * H + j] += dn * r;
@@ -215,26 +220,27 @@ at::Tensor gru_backward_t(at::Tensor& XP, at::Tensor& dRP, const at::Tensor& HN,
       }
       norms.add(t, squares);
     });
-    dh = matmul_add(dRP.select(0, t), Wt, packed, direct);
+    dh = matmul_add(drp, Wt, packed, direct);
   }
   return dh;
 }
 
-std::tuple<at::Tensor, at::Tensor> gru_backward(at::Tensor XP, at::Tensor dRP, const at::Tensor& HN, const at::Tensor& Y, const at::Tensor& h0,
-                        const at::Tensor& dY, const at::Tensor& dh, const at::Tensor& Wt,
-                        const std::optional<at::Tensor>& packed, const std::optional<at::Tensor>& lengths,
-                        const std::optional<at::Tensor>& norms) {
+std::tuple<at::Tensor, at::Tensor> gru_backward(at::Tensor XP, at::Tensor HN, const at::Tensor& Y, const at::Tensor& h0,
+                                                const at::Tensor& dY, const at::Tensor& dh, const at::Tensor& Wt,
+                                                const std::optional<at::Tensor>& packed,
+                                                const std::optional<at::Tensor>& lengths,
+                                                const std::optional<at::Tensor>& norms) {
   const int64_t H = Y.size(2);
-  check({XP, dRP, HN, Y}, {{h0, H}, {dh, H}});
+  check({XP, HN, Y}, {{h0, H}, {dh, H}});
   check_lengths(lengths, XP.size(1), XP.size(0));
   check_rows(dY, Y);
   check_range(XP, Y, 0, XP.size(0));
-  check_width(XP, 3 * H), check_width(dRP, 3 * H), check_width(HN, H), check_weight(Wt, packed, H, 3 * H);
+  check_width(XP, 3 * H), check_width(HN, H), check_weight(Wt, packed, H, 3 * H);
   at::Tensor out;
   const BiasSums sums(XP, 2, XP.size(2));
   const StepNorms step_norms(norms, XP, XP.size(0));
   AT_DISPATCH_FLOATING_TYPES(XP.scalar_type(), "gru_backward", [&] {
-    out = gru_backward_t<scalar_t>(XP, dRP, HN, Y, h0.contiguous(), dY, dh.contiguous(), Wt, packed, sums,
+    out = gru_backward_t<scalar_t>(XP, HN, Y, h0.contiguous(), dY, dh.contiguous(), Wt, packed, sums,
                                    Lengths(lengths), step_norms);
   });
   step_norms.write(0, XP.size(0));
@@ -253,7 +259,7 @@ TORCH_LIBRARY_FRAGMENT(unrolled, m) {
   m.def("gru_forward(Tensor(a!) xp, Tensor h0, Tensor w, Tensor? packed, Tensor? bias, Tensor(b!) y, Tensor(c!) hn, "
         "Tensor? lengths) -> ()",
         &gru_forward);
-  m.def("gru_backward(Tensor(a!) xp, Tensor(b!) drp, Tensor hn, Tensor y, Tensor h0, Tensor dy, Tensor dh, Tensor wt, "
+  m.def("gru_backward(Tensor(a!) xp, Tensor(b!) hn, Tensor y, Tensor h0, Tensor dy, Tensor dh, Tensor wt, "
         "Tensor? packed, Tensor? lengths, Tensor? norms) -> (Tensor, Tensor)",
         &gru_backward);
 }
