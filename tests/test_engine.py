@@ -255,6 +255,8 @@ def test_onednn_one_shot_products_match_float64(monkeypatch):
     g_x, g_d = linear.weight_grads(d, x, d[:, ::2])
     assert_close(g_x.double(), d64.T @ x64, 1e-5, "dᵀ x")
     assert_close(g_d.double(), d64.T @ d64[:, ::2], 1e-5, "dᵀ d[:, ::2] (a strided x)")
+    (g_b,) = linear.weight_grads([d[:, :4], d[:, 4:]], x)
+    assert_close(g_b.double(), d64.T @ x64, 1e-5, "d in two blocks of columns")
     steps = x.view(5, 10, 7).transpose(0, 1)  # (S, B, F) = (10, 5, 7), not contiguous
     (g_s,) = linear.weight_grads(d.view(5, 10, 9).transpose(0, 1), steps)
     assert_close(g_s.double(), d64.T @ x64, 1e-5, "steps of rows")

@@ -93,32 +93,37 @@ def chunk_steps(batch_size: int) -> int:
     return max(1, GRAD_CHUNK_ROWS // batch_size)
 
 
-def weight_grads(d: Tensor, *xs: Tensor, onednn: bool | None = None) -> list[Tensor]:
+def weight_grads(d: Tensor | list[Tensor], *xs: Tensor, onednn: bool | None = None) -> list[Tensor]:
     """[dᵀ x for x in xs]: Σ_n d_nᵀ x_n, the gradient of W in y = x Wᵀ from the rows of d = ∂L/∂y and x.
 
     d and each x are (N, ·) rows, or (S, B, ·) steps of B rows each (time-major sequences, which need not be
-    contiguous). The sums run over chunks of about GRAD_CHUNK_ROWS rows along the first dimension: a
-    non-contiguous x is copied a chunk at a time, and oneDNN's layout (for large products; `onednn` decides
-    it for a caller that sums in parts) is made a chunk at a time too, once for all xs."""
+    contiguous); d may also be a list of such blocks, its columns side by side (a gradient kept in pieces).
+    The sums run over chunks of about GRAD_CHUNK_ROWS rows along the first dimension: a non-contiguous x is
+    copied a chunk at a time, and oneDNN's layout (for large products; `onednn` decides it for a caller that
+    sums in parts) is made a chunk at a time too, once for all xs."""
+    blocks = d if isinstance(d, list) else [d]
+    first, width = blocks[0], sum(b.shape[-1] for b in blocks)
     if not xs:
         return []
-    if d.numel() == 0:  # no rows: nothing to sum
-        return [d.new_zeros(d.shape[-1], x.shape[-1]) for x in xs]
+    if first.numel() == 0:  # no rows: nothing to sum
+        return [first.new_zeros(width, x.shape[-1]) for x in xs]
+    rows = first.numel() // first.shape[-1]
     if onednn is None:
-        onednn = onednn_for_grads(d.numel() // d.shape[-1], d.shape[-1], xs[0].shape[-1])
-    onednn = onednn and _onednn_usable(d)
-    rows_per = d[0].numel() // d.shape[-1]  # rows under one index of the first dimension
+        onednn = onednn_for_grads(rows, width, xs[0].shape[-1])
+    onednn = onednn and _onednn_usable(first)
+    rows_per = rows // first.shape[0]  # rows under one index of the first dimension
     per = max(1, GRAD_CHUNK_ROWS // rows_per)
-    per = -(-d.shape[0] // -(-d.shape[0] // per))  # chunks of equal size: no thin last one
+    per = -(-first.shape[0] // -(-first.shape[0] // per))  # chunks of equal size: no thin last one
     op = torch.ops.aten.mkldnn_linear_backward_weights
     sums = [None] * len(xs)
-    for i in range(0, d.shape[0], per):
-        dc = d[i : i + per].reshape(-1, d.shape[-1])
+    for i in range(0, first.shape[0], per):
+        pieces = [b[i : i + per].reshape(-1, b.shape[-1]) for b in blocks]
+        dc = pieces[0] if len(pieces) == 1 else torch.cat(pieces, 1)
         dm = dc.contiguous().to_mkldnn() if onednn else None
         for k, x in enumerate(xs):
             xc = x[i : i + per].reshape(-1, x.shape[-1])
             if onednn:  # oneDNN reads only the size and type of its `weight` argument
-                weight_like = xc.new_empty(1).expand(d.shape[-1], x.shape[-1])
+                weight_like = xc.new_empty(1).expand(width, x.shape[-1])
                 g = op(dm, xc.contiguous().to_mkldnn(), weight_like, False)[0]
             else:
                 g = dc.T @ xc

@@ -221,9 +221,6 @@ class _ChunkSums:
         c = self.c
         ih = [("weight_ih", self.X[t0:t1])] if self.ih else []
         rec = [(c.rec_weight, self.prev[t0:t1])] if self.rec else []
-        if isinstance(drp, list) and rec:  # W_rec's gradient a block of rows at a time
-            self._acc(c.rec_weight, torch.cat([weight_grads(d, rec[0][1], onednn=self.onednn)[0] for d in drp]))
-            rec = []
         for d, items in [(dxp, ih + rec)] if c.additive else [(dxp, ih), (drp, rec)]:
             for (name, _), g in zip(items, weight_grads(d, *[x for _, x in items], onednn=self.onednn)):
                 self._acc(name, g)
