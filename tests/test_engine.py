@@ -18,12 +18,14 @@ from unrolled.unroll import where_state
 CELLS = {
     "tanh": lambda: ElmanCell(3, 4),
     "relu": lambda: ElmanCell(3, 4, nonlinearity="relu"),
+    "linear": lambda: ElmanCell(3, 4, nonlinearity="identity"),
     "lstm": lambda: LSTMCell(3, 4),
     "gru": lambda: GRUCell(3, 4),
     "gru-nobias": lambda: GRUCell(3, 4, bias=False),
     "jordan": lambda: JordanCell(3, 4, output_size=2, output_activation="tanh"),
     "jordan-softmax": lambda: JordanCell(3, 4, output_size=3, hidden_activation="relu", output_activation="softmax"),
     "jordan-sigmoid": lambda: JordanCell(3, 4, hidden_activation="sigmoid", output_activation="sigmoid", bias=False),
+    "jordan-identity": lambda: JordanCell(3, 4, output_size=5, hidden_activation="identity"),
 }
 
 
