@@ -258,3 +258,22 @@ def test_weights_in_one_buffer_still_save_to_safetensors(tmp_path):
     load_model(other, str(tmp_path / "w.safetensors"))
     for a, b in zip(layer.parameters(), other.parameters()):
         assert torch.equal(a, b)
+
+
+def test_backend_for_says_what_forward_will_run():
+    """What the CLI prints before training: the backend `forward` then runs, for each kind of call."""
+    from unrolled.engine import native
+
+    cpp = "bptt" if native.ops() is not None else "fused"
+    gru, lstm = unrolled.GRU(I, H), unrolled.LSTM(I, H)
+    assert gru.backend_for("auto", "cpu") == cpp
+    assert gru.backend_for("auto", "cuda") == "fused"  # cuDNN
+    assert gru.backend_for("auto", "cpu", torch.float16) == "fused"
+    assert lstm.backend_for("auto", "cpu") == "fused"
+    assert lstm.backend_for("auto", "cpu", padded=True) == cpp
+    assert lstm.backend_for("auto", "cpu", steps=1) == "reference"
+    assert lstm.backend_for("reference", "cpu") == "reference"
+    for layer, kwargs in [(gru, {}), (lstm, {}), (lstm, {"lengths": [T] * B}), (lstm, {"steps": 1})]:
+        steps = kwargs.pop("steps", T)
+        layer(torch.randn(B, steps, I), **kwargs)
+        assert layer.last_backend == layer.backend_for("auto", "cpu", steps=steps, padded="lengths" in kwargs)

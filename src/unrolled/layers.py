@@ -200,16 +200,14 @@ class RecurrentLayer(nn.Module):
             raise UnrolledError(f"backend {backend!r} cannot run this layer: {reason}")
         return backend
 
-    def _native_pays(self, xs: Tensor, lengths) -> bool:
-        """Whether the engine's C++ loops would run this call and were measured faster (`cpu_native`)."""
-        wanted = self.cpu_native == "always" or (self.cpu_native == "padded" and lengths is not None)
-        return (
-            wanted
-            and xs.device.type == "cpu"
-            and xs.shape[1] > 1
-            and xs.dtype in (torch.float32, torch.float64)
-            and native.ops() is not None
-        )
+    def backend_for(self, backend: str, device, dtype=torch.float32, steps: int = 2, padded: bool = False) -> str:
+        """The backend `forward` runs for a batch of `steps`-step sequences on `device` (`padded`: with
+        lengths): `backend` itself, or what "auto" picks for that call."""
+        cpu = torch.device(device).type == "cpu"
+        wanted = self.cpu_native == "always" or (self.cpu_native == "padded" and padded)
+        cpu_native = backend == "auto" and wanted and cpu and steps > 1 and dtype in (torch.float32, torch.float64)
+        cpu_native = cpu_native and native.ops() is not None
+        return self.choose_backend(backend, cpu_step=steps == 1 and cpu, cpu_native=cpu_native)
 
     def _coerce_state(self, state, batch: int, dtype) -> list[Tensor]:
         if self.state_class is RNNState and isinstance(state, Tensor):
@@ -231,8 +229,7 @@ class RecurrentLayer(nn.Module):
         """
         B, T = check_sequence(xs, self.input_size)
         lengths = check_lengths(lengths, B, T, xs.device)
-        cpu_native = backend == "auto" and self._native_pays(xs, lengths)
-        name = self.choose_backend(backend, cpu_step=T == 1 and xs.device.type == "cpu", cpu_native=cpu_native)
+        name = self.backend_for(backend, xs.device, xs.dtype, T, padded=lengths is not None)
         hx = list(self.init_state(B, xs.device, xs.dtype)) if state is None else self._coerce_state(state, B, xs.dtype)
         self.last_backend = name
         ys, hx = BACKENDS[name][1](self, xs, hx, lengths)

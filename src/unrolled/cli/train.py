@@ -67,7 +67,7 @@ def run(task, args: argparse.Namespace) -> int:
     trainer.callbacks = [cb.GradientStats(), cb.MetricsLog(out, trainer.step), cb.LossPlot(out, task.loss_label)]
     print(
         f"{task.name}: {count_params(model):,} parameters, {len(train)} batches per epoch, {trainer.total_steps} steps, "
-        f"device {trainer.device}, backend {model.rnn.choose_backend(cfg.backend)}",
+        f"device {trainer.device}, backend {model.rnn.backend_for(cfg.backend, trainer.device)}",
         file=sys.stderr,
     )
     summary = trainer.fit()

@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 CSRC = Path(__file__).with_name("csrc")
 SOURCES = [CSRC / "simple.cpp", CSRC / "gated.cpp"]
@@ -53,7 +54,8 @@ def ops():
     name, (cflags, ldflags) = _name(), _flags()
     try:
         if not Path(cpp_extension._get_build_directory(name, False), f"{name}.so").exists():
-            print("unrolled: building the BPTT engine's C++ loops (once on this machine, ~20 s)", file=sys.stderr)
+            # through tqdm: a training run's progress bar is redrawn below the line, not over it
+            tqdm.write("unrolled: building the BPTT engine's C++ loops (once on this machine, ~20 s)", file=sys.stderr)
     except Exception:  # a private helper of torch's: only the message depends on it
         pass
     try:
