@@ -41,8 +41,12 @@ def prepare(cell: Cell, xs: Tensor, state, lengths, reverse: bool):
         check_state_like(state, cell.init_state(B, device="meta", dtype=xs.dtype), "state")
     if reverse:
         xs = reverse_padded(xs, lengths)
-    masks = None if lengths is None else (torch.arange(T, device=xs.device)[:, None] < lengths)[..., None]
-    return xs, state, lengths, masks
+    return xs, state, lengths, step_masks(lengths, T)
+
+
+def step_masks(lengths: Tensor | None, steps: int) -> Tensor | None:
+    """The time-major masks (T, B, 1) of the steps inside each sequence, or None without lengths."""
+    return None if lengths is None else (torch.arange(steps, device=lengths.device)[:, None] < lengths)[..., None]
 
 
 def unroll(cell: Cell, xs: Tensor, state=None, *, lengths=None, reverse: bool = False):

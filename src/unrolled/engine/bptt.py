@@ -39,7 +39,7 @@ from torch import Tensor
 
 from ..cells.base import Cell
 from ..linear import PackedLinear, chunk_steps, linear, onednn_for_grads, weight_grads
-from ..unroll import prepare, reverse_padded, where_state
+from ..unroll import prepare, reverse_padded, step_masks, where_state
 from . import native
 
 
@@ -104,12 +104,12 @@ def _forward(c: Cell, X: Tensor, state0, masks, w: dict, ops=None, lengths=None)
 
 class _BPTT(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, cell, names, masks, lengths, record, n_state, xs, *tensors):
+    def forward(ctx, cell, names, lengths, record, n_state, xs, *tensors):
         state0 = _rebuild(cell.init_state(1, device="meta"), list(tensors[:n_state]))
         w = dict(zip(names, tensors[n_state:]))
         c = cell.bind(w)
         X = xs.transpose(0, 1)  # (T, B, F): time-major inside
-        ops = _native_ops(c, X)
+        masks, ops = step_masks(lengths, X.shape[0]), _native_ops(c, X)  # masks: for the Python steps
         XP, Y, saved, R, state = _forward(c, X, state0, masks, w, ops, lengths)
         ctx.c, ctx.names, ctx.masks, ctx.lengths, ctx.record = c, names, masks, lengths, record
         ctx.n_state, ctx.ops = n_state, ops
@@ -166,7 +166,7 @@ class _BPTT(torch.autograd.Function):
         if norms is not None:
             ctx.record.append(norms)
         grads, dxs = sums.result()
-        return (None, None, None, None, None, None, dxs, *_parts(d_state), *[grads.get(n) for n in ctx.names])
+        return (None, None, None, None, None, dxs, *_parts(d_state), *[grads.get(n) for n in ctx.names])
 
 
 def _steps_backward(c: Cell, saved_steps, t0, t1, dY, d_state, back, dXP, dRP, masks, norms):
@@ -203,13 +203,13 @@ class _ChunkSums:
 
     def __init__(self, ctx, c: Cell, X: Tensor, Y: Tensor, R: Tensor | None, w: dict, K: int):
         T, B, G = X.shape[0], X.shape[1], w[c.rec_weight].shape[0]
-        needed = dict(zip(ctx.names, ctx.needs_input_grad[7 + ctx.n_state :]))  # frozen weights: no GEMM
+        needed = dict(zip(ctx.names, ctx.needs_input_grad[6 + ctx.n_state :]))  # frozen weights: no GEMM
         self.c, self.X, self.w = c, X, w
         self.prev = _Shifted(_rec_input(ctx.state0), Y) if R is None else R  # r_{t-1} for t = 0..T-1
         self.ih, self.rec = needed["weight_ih"], needed[c.rec_weight]
         self.onednn = onednn_for_grads(T * B, G, X.shape[2])  # decided for the whole sum, not a chunk
         self.grads: dict[str, Tensor] = {}
-        self.want_dX, self.dX = ctx.needs_input_grad[6], None  # (T, B, F), made at the first chunk
+        self.want_dX, self.dX = ctx.needs_input_grad[5], None  # (T, B, F), made at the first chunk
         self.back_ih = PackedLinear(w["weight_ih"].T, K * B, T) if self.want_dX else None
 
     def _acc(self, name: str, g: Tensor) -> None:
@@ -272,14 +272,14 @@ def unroll_bptt(cell: Cell, xs: Tensor, state=None, *, lengths=None, reverse: bo
     `record`, a list, receives the (T,) norms ‖∂L/∂h_t‖ (over the batch) when the backward pass runs,
     indexed by processing step (for `reverse`, step 0 is each sequence's last element).
     """
-    xs, state, lengths, masks = prepare(cell, xs, state, lengths, reverse)
+    xs, state, lengths, _ = prepare(cell, xs, state, lengths, reverse)
     names = [
         n for n in ("weight_ih", cell.in_bias, cell.rec_weight, cell.rec_bias) if n and getattr(cell, n) is not None
     ]
     names += [n for n in ("weight_hy", "bias_y") if getattr(cell, n, None) is not None]
     parts = _parts(state)
     weights = [getattr(cell, n) for n in names]
-    out = _BPTT.apply(cell, names, masks, lengths, record, len(parts), xs, *parts, *weights)
+    out = _BPTT.apply(cell, names, lengths, record, len(parts), xs, *parts, *weights)
     ys, final = out[0].transpose(0, 1), _rebuild(state, list(out[1:]))
     if reverse:
         ys = reverse_padded(ys, lengths)

@@ -32,6 +32,36 @@ at::Tensor transposed(const at::Tensor& w) {
   return out;
 }
 
+// One step back through the activation that made the output y_t (Elman's h_t, Jordan's y_t): g = ∂L/∂y_t,
+// from the state (∂L/∂ the final state at a padded row's last step) and from the loss; out = g σ'(·), from y;
+// ‖g‖² into `norms`, Σ out into `sums` when given. Rows past their end get 0.
+template <int A, typename T>
+void back_through_output(int64_t t, int64_t B, int64_t W, const T* y, const Rows<T>& dy, const at::Tensor& running,
+                         const at::Tensor& d_final, T* out, const Lengths& len, const StepNorms& norms,
+                         const BiasSums* sums) {
+  each_row(B, W, [&](int64_t b) {
+    const int64_t r = b * W;
+    if (len.past(t, b)) {  // nothing flows through a step past the row's end
+      std::fill(out + r, out + r + W, T(0));
+      return;
+    }
+    const T *dyb = dy(t, b), *d = (len.last(t, b) ? d_final : running).data_ptr<T>();
+    T squares = 0;
+#pragma omp simd reduction(+ : squares)
+    for (int64_t j = 0; j < W; ++j) {
+      const T g = d[r + j] + dyb[j];
+      squares += g * g;
+      out[r + j] = act_grad<A>(g, y[r + j]);
+    }
+    norms.add(t, squares);
+    if (sums) {
+      T* sb = sums->mine<T>();
+#pragma omp simd
+      for (int64_t j = 0; j < W; ++j) sb[j] += out[r + j];
+    }
+  });
+}
+
 // --------------------------------------------------------------------------------------------- Elman
 // h = σ(xp + h W_hhᵀ), into Y[t]; back: ∂z = (∂h + dy) σ'(z), from h, into dZ[t − t0]; ∂h_{t-1} = ∂z W_hh.
 
@@ -79,27 +109,8 @@ at::Tensor elman_backward_t(at::Tensor& dZ, const at::Tensor& Y, const at::Tenso
   const int64_t B = Y.size(1), H = Y.size(2), n = B * H;
   const Rows<T> dy(dY);
   for (int64_t t = t1 - 1; t >= t0; --t) {
-    const T* y = Y.data_ptr<T>() + t * n;
-    T* dz = dZ.data_ptr<T>() + (t - t0) * n;
-    each_row(B, H, [&](int64_t b) {
-      const int64_t r = b * H;
-      if (len.past(t, b)) {  // nothing flows through a step past the row's end
-        std::fill(dz + r, dz + r + H, T(0));
-        return;
-      }
-      const T* dyb = dy(t, b);
-      const T* d = (len.last(t, b) ? d_final : dh).data_ptr<T>();
-      T* sb = sums.mine<T>();
-      T squares = 0;
-#pragma omp simd reduction(+ : squares)
-      for (int64_t j = 0; j < H; ++j) {
-        const T g = d[r + j] + dyb[j];
-        squares += g * g;
-        dz[r + j] = act_grad<A>(g, y[r + j]);
-        sb[j] += dz[r + j];
-      }
-      norms.add(t, squares);
-    });
+    back_through_output<A>(t, B, H, Y.data_ptr<T>() + t * n, dy, dh, d_final, dZ.data_ptr<T>() + (t - t0) * n, len,
+                           norms, &sums);
     dh = matmul(dZ.select(0, t - t0), Wt, packed);
   }
   return dh;
@@ -192,25 +203,8 @@ at::Tensor jordan_backward_t(at::Tensor& dA, at::Tensor& dO, const at::Tensor& H
   const int64_t B = Y.size(1), O = Y.size(2), H = Hs.size(2);
   const Rows<T> dy(dY);
   for (int64_t t = t1 - 1; t >= t0; --t) {
-    const T* y = Y.data_ptr<T>() + t * B * O;
-    T* dout = dO.data_ptr<T>() + (t - t0) * B * O;
-    each_row(B, O, [&](int64_t b) {
-      const int64_t r = b * O;
-      if (len.past(t, b)) {  // nothing flows through a step past the row's end
-        std::fill(dout + r, dout + r + O, T(0));
-        return;
-      }
-      const T* dyb = dy(t, b);
-      const T* ds = (len.last(t, b) ? d_final : dy_state).data_ptr<T>();
-      T squares = 0;
-#pragma omp simd reduction(+ : squares)
-      for (int64_t j = 0; j < O; ++j) {
-        const T g = ds[r + j] + dyb[j];
-        squares += g * g;
-        dout[r + j] = act_grad<AY>(g, y[r + j]);
-      }
-      norms.add(t, squares);
-    });
+    back_through_output<AY>(t, B, O, Y.data_ptr<T>() + t * B * O, dy, dy_state, d_final,
+                            dO.data_ptr<T>() + (t - t0) * B * O, len, norms, nullptr);
     at::Tensor dh = matmul(dO.select(0, t - t0), Why_t, packed_out);
     const T *h = Hs.data_ptr<T>() + t * B * H, *dhp = dh.data_ptr<T>();
     T* da = dA.data_ptr<T>() + (t - t0) * B * H;
