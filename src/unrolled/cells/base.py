@@ -155,5 +155,10 @@ class Cell(nn.Module):
         once their step_backwards have run (chunks from the last to t0 = 0); the engine adds them up."""
         return {}
 
+    def spent_by_chunk(self) -> Tensor | None:
+        """A (T, B, ·) buffer of this pass whose steps t0..t1-1 the cell no longer reads once `extra_grads(t0, t1)`
+        has run, or None: the engine may then write ∂L/∂X there, chunk after chunk, instead of in new memory."""
+        return None
+
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}"

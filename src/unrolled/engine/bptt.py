@@ -235,8 +235,10 @@ class _ChunkSums:
             if t1 - t0 == self.X.shape[0]:  # all steps at once
                 self.dX = dx
             else:
-                if self.dX is None:
-                    self.dX = self.X.new_empty(self.X.shape)
+                if self.dX is None:  # where the cell has memory it is done with (Jordan's h_t), ∂X goes there
+                    spare = c.spent_by_chunk()
+                    fits = spare is not None and spare.shape == self.X.shape and spare.dtype == self.X.dtype
+                    self.dX = spare if fits else self.X.new_empty(self.X.shape)
                 self.dX[t0:t1] = dx
 
     def result(self) -> tuple[dict[str, Tensor], Tensor | None]:
