@@ -93,14 +93,35 @@ def chunk_steps(batch_size: int) -> int:
     return max(1, GRAD_CHUNK_ROWS // batch_size)
 
 
+@functools.cache
+def _grad_op():
+    """The engine's `weight_grad` (oneDNN's matmul, engine/csrc/simple.cpp) once it has been seen to work here,
+    else None (no oneDNN, no C++ loops, or a build of torch whose matmul refuses float32)."""
+    if not _onednn():
+        return None
+    from .engine import native
+
+    ops = native.ops()
+    if ops is None:
+        return None
+    d, x, out = torch.ones(3, 2), torch.arange(12.0).view(3, 4), torch.empty(2, 4)
+    try:
+        ops.weight_grad(d, x, out, False)
+        ops.weight_grad(d, x, out, True)
+    except RuntimeError:
+        return None
+    return ops if torch.equal(out, 2 * d.T @ x) else None
+
+
 def weight_grads(d: Tensor | list[Tensor], *xs: Tensor, onednn: bool | None = None) -> list[Tensor]:
     """[dᵀ x for x in xs]: Σ_n d_nᵀ x_n, the gradient of W in y = x Wᵀ from the rows of d = ∂L/∂y and x.
 
     d and each x are (N, ·) rows, or (S, B, ·) steps of B rows each (time-major sequences, which need not be
     contiguous); d may also be a list of such blocks, its columns side by side (a gradient kept in pieces).
-    The sums run over chunks of about GRAD_CHUNK_ROWS rows along the first dimension: a non-contiguous x is
-    copied a chunk at a time, and oneDNN's layout (for large products; `onednn` decides it for a caller that
-    sums in parts) is made a chunk at a time too, once for all xs."""
+    Large products (`onednn` decides it for a caller that sums in parts) go through oneDNN's matmul, which reads
+    dᵀ in place and adds each chunk's product into the sum as it goes; the others through torch's `@`. The rows
+    run in chunks of about GRAD_CHUNK_ROWS along the first dimension, so that an operand whose rows are not
+    contiguous is copied a chunk at a time."""
     blocks = d if isinstance(d, list) else [d]
     first, width = blocks[0], sum(b.shape[-1] for b in blocks)
     if not xs:
@@ -110,22 +131,22 @@ def weight_grads(d: Tensor | list[Tensor], *xs: Tensor, onednn: bool | None = No
     rows = first.numel() // first.shape[-1]
     if onednn is None:
         onednn = onednn_for_grads(rows, width, xs[0].shape[-1])
-    onednn = onednn and _onednn_usable(first)
+    ops = _grad_op() if onednn and _onednn_usable(first) else None
     rows_per = rows // first.shape[0]  # rows under one index of the first dimension
     per = max(1, GRAD_CHUNK_ROWS // rows_per)
     per = -(-first.shape[0] // -(-first.shape[0] // per))  # chunks of equal size: no thin last one
-    op = torch.ops.aten.mkldnn_linear_backward_weights
-    sums = [None] * len(xs)
+    sums: list[Tensor] = [first.new_empty(width, x.shape[-1]) for x in xs] if ops is not None else [None] * len(xs)
     for i in range(0, first.shape[0], per):
         pieces = [b[i : i + per].reshape(-1, b.shape[-1]) for b in blocks]
-        dc = pieces[0] if len(pieces) == 1 else torch.cat(pieces, 1)
-        dm = dc.contiguous().to_mkldnn() if onednn else None
+        if ops is None:
+            dc = pieces[0] if len(pieces) == 1 else torch.cat(pieces, 1)
+            for k, x in enumerate(xs):
+                g = dc.T @ x[i : i + per].reshape(-1, x.shape[-1])
+                sums[k] = g if i == 0 else sums[k].add_(g)
+            continue
+        pieces = [p.contiguous() for p in pieces]
         for k, x in enumerate(xs):
-            xc = x[i : i + per].reshape(-1, x.shape[-1])
-            if onednn:  # oneDNN reads only the size and type of its `weight` argument
-                weight_like = xc.new_empty(1).expand(width, x.shape[-1])
-                g = op(dm, xc.contiguous().to_mkldnn(), weight_like, False)[0]
-            else:
-                g = dc.T @ xc
-            sums[k] = g if sums[k] is None else sums[k].add_(g)
+            xc = x[i : i + per].reshape(-1, x.shape[-1]).contiguous()
+            for p, out in zip(pieces, sums[k].split([p.shape[1] for p in pieces])):  # a block's rows of the sum
+                ops.weight_grad(p, xc, out, i > 0)
     return sums
