@@ -245,7 +245,7 @@ def test_onednn_one_shot_products_match_float64(monkeypatch):
         pytest.skip("this torch build has no oneDNN linear")
     monkeypatch.setattr(linear, "BIG_MIN_MACS", 0)
     monkeypatch.setattr(linear, "GRAD_MIN_MACS", 0)
-    monkeypatch.setattr(linear, "GRAD_CHUNK_ROWS", 7)  # the sums over chunks too
+    monkeypatch.setattr(linear, "GRAD_COPY_ROWS", 7)  # the sums over chunks too
     torch.manual_seed(0)
     x, w, b, d = torch.randn(50, 7), torch.randn(9, 7), torch.randn(9), torch.randn(50, 9)
     x64, w64, d64 = x.double(), w.double(), d.double()

@@ -67,12 +67,13 @@ class PackedLinear:
         return torch.ops.mkldnn._linear_pointwise.binary(x, acc, self.packed, bias, "add")
 
 
-# one-shot products: oneDNN pays from about this many multiply-adds up (benchmarks/gemm.py)
-# (for a weight gradient, whose oneDNN path copies its operands into its own layout, from GRAD_MIN_MACS:
-# measured at the small benchmark size, the LSTM's 2.1e8 a weight ran its step 15% faster on oneDNN, in
-# 13.9 MB against the reference backend's 14.6; the Elman's and Jordan's 5.2e7 would cost more memory
-# than the reference backend uses; its rows go in chunks of about GRAD_CHUNK_ROWS: 256 ran 15% slower)
-BIG_MIN_MACS, GRAD_MIN_MACS, GRAD_CHUNK_ROWS = 2**25, 2**27, 512
+# one-shot products: oneDNN pays from about this many multiply-adds up (benchmarks/gemm.py); for a weight
+# gradient (oneDNN's matmul, reading the operands where they lie), from GRAD_MIN_MACS: a (256 × 128)ᵀ (256 × 128)
+# took 46 µs against `@`'s 49 here, (512 × 64)ᵀ (512 × 64) 34 against 30. The engine takes Elman's and Jordan's
+# products over time a chunk of about GRAD_CHUNK_ROWS rows at a time (from a buffer of one chunk: memory);
+# `weight_grads` itself copies operands whose rows are not contiguous GRAD_COPY_ROWS rows at a time, and
+# otherwise makes one product: over 3200 rows, 0.74 ms against 0.96 in chunks of 512 for the small GRU's W_ih.
+BIG_MIN_MACS, GRAD_MIN_MACS, GRAD_CHUNK_ROWS, GRAD_COPY_ROWS = 2**25, 2**22, 512, 4096
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -120,7 +121,7 @@ def weight_grads(d: Tensor | list[Tensor], *xs: Tensor, onednn: bool | None = No
     contiguous); d may also be a list of such blocks, its columns side by side (a gradient kept in pieces).
     Large products (`onednn` decides it for a caller that sums in parts) go through oneDNN's matmul, which reads
     dᵀ in place and adds each chunk's product into the sum as it goes; the others through torch's `@`. The rows
-    run in chunks of about GRAD_CHUNK_ROWS along the first dimension, so that an operand whose rows are not
+    run in chunks of about GRAD_COPY_ROWS along the first dimension, so that an operand whose rows are not
     contiguous is copied a chunk at a time."""
     blocks = d if isinstance(d, list) else [d]
     first, width = blocks[0], sum(b.shape[-1] for b in blocks)
@@ -133,7 +134,7 @@ def weight_grads(d: Tensor | list[Tensor], *xs: Tensor, onednn: bool | None = No
         onednn = onednn_for_grads(rows, width, xs[0].shape[-1])
     ops = _grad_op() if onednn and _onednn_usable(first) else None
     rows_per = rows // first.shape[0]  # rows under one index of the first dimension
-    per = max(1, GRAD_CHUNK_ROWS // rows_per)
+    per = max(1, GRAD_COPY_ROWS // rows_per)
     per = -(-first.shape[0] // -(-first.shape[0] // per))  # chunks of equal size: no thin last one
     sums: list[Tensor] = [first.new_empty(width, x.shape[-1]) for x in xs] if ops is not None else [None] * len(xs)
     for i in range(0, first.shape[0], per):
