@@ -95,9 +95,9 @@ def chunk_steps(batch_size: int) -> int:
 
 
 @functools.cache
-def _grad_op():
-    """The engine's `weight_grad` (oneDNN's matmul, engine/csrc/simple.cpp) once it has been seen to work here,
-    else None (no oneDNN, no C++ loops, or a build of torch whose matmul refuses float32)."""
+def _mm_op():
+    """The engine's `mm` (oneDNN's matmul, engine/csrc/simple.cpp) once it has been seen to work here, else None
+    (no oneDNN, no C++ loops, or a build of torch whose matmul refuses float32)."""
     if not _onednn():
         return None
     from .engine import native
@@ -105,13 +105,28 @@ def _grad_op():
     ops = native.ops()
     if ops is None:
         return None
-    d, x, out = torch.ones(3, 2), torch.arange(12.0).view(3, 4), torch.empty(2, 4)
+    a, b, out = torch.ones(2, 3), torch.arange(12.0).view(3, 4), torch.empty(2, 4)
     try:
-        ops.weight_grad(d, x, out, False)
-        ops.weight_grad(d, x, out, True)
+        ops.mm(a, b, out, False)
+        ops.mm(a.T.contiguous().T, b, out, True)
     except RuntimeError:
         return None
-    return ops if torch.equal(out, 2 * d.T @ x) else None
+    return ops if torch.equal(out, 2 * a @ b) else None
+
+
+def matmul_into(a: Tensor, b: Tensor, out: Tensor, accumulate: bool = False) -> Tensor:
+    """out = a b (out += a b with `accumulate`), 2-D, written in place; through oneDNN's matmul on float32 CPU
+    tensors (a transposed operand read where it lies), else torch's."""
+    ops = _mm_op() if _onednn_usable(a) else None
+    if ops is None:
+        return out.addmm_(a, b) if accumulate else torch.mm(a, b, out=out)
+    ops.mm(
+        a if a.is_contiguous() or a.T.is_contiguous() else a.contiguous(),
+        b if b.is_contiguous() or b.T.is_contiguous() else b.contiguous(),
+        out,
+        accumulate,
+    )
+    return out
 
 
 def weight_grads(d: Tensor | list[Tensor], *xs: Tensor, onednn: bool | None = None) -> list[Tensor]:
@@ -132,7 +147,7 @@ def weight_grads(d: Tensor | list[Tensor], *xs: Tensor, onednn: bool | None = No
     rows = first.numel() // first.shape[-1]
     if onednn is None:
         onednn = onednn_for_grads(rows, width, xs[0].shape[-1])
-    ops = _grad_op() if onednn and _onednn_usable(first) else None
+    ops = _mm_op() if onednn and _onednn_usable(first) else None
     rows_per = rows // first.shape[0]  # rows under one index of the first dimension
     per = max(1, GRAD_COPY_ROWS // rows_per)
     per = -(-first.shape[0] // -(-first.shape[0] // per))  # chunks of equal size: no thin last one
@@ -149,5 +164,5 @@ def weight_grads(d: Tensor | list[Tensor], *xs: Tensor, onednn: bool | None = No
         for k, x in enumerate(xs):
             xc = x[i : i + per].reshape(-1, x.shape[-1]).contiguous()
             for p, out in zip(pieces, sums[k].split([p.shape[1] for p in pieces])):  # a block's rows of the sum
-                ops.weight_grad(p, xc, out, i > 0)
+                ops.mm(p.T, xc, out, i > 0)
     return sums

@@ -38,7 +38,7 @@ import torch
 from torch import Tensor
 
 from ..cells.base import Cell
-from ..linear import PackedLinear, chunk_steps, linear, onednn_for_grads, weight_grads
+from ..linear import PackedLinear, chunk_steps, linear, matmul_into, onednn_for_grads, weight_grads
 from ..unroll import prepare, reverse_padded, step_masks, where_state
 from . import native
 
@@ -147,7 +147,7 @@ class _BPTT(torch.autograd.Function):
         # additive cells: ∂L/∂xp = ∂L/∂rp; a cell with rec_blocks keeps ∂L/∂rp in blocks of its own (GRU, C++)
         dRP = dXP if c.additive else None if rec_blocks else torch.empty_like(dXP)
         back = PackedLinear(W_rec.T, B, T)  # ∂L/∂r_{t-1} = ∂L/∂rp_t W_rec
-        sums = _ChunkSums(ctx, c, X, Y, R, w, K)
+        sums = _ChunkSums(ctx, c, X, Y, R, w)
         norms = torch.empty(T, dtype=X.dtype, device=X.device) if ctx.record is not None else None
         if ctx.ops is not None and dY.stride(-1) != 1:
             dY = dY.contiguous()  # the C++ loops read contiguous rows, time-major or batch-first
@@ -201,7 +201,7 @@ class _ChunkSums:
     ∂X = ∂XP W_ih. Each chunk is one GEMM of about GRAD_CHUNK_ROWS rows per weight, on data the step
     backwards just wrote; only a chunk of ∂L/∂xp need be kept (unless the cell keeps its gates there)."""
 
-    def __init__(self, ctx, c: Cell, X: Tensor, Y: Tensor, R: Tensor | None, w: dict, K: int):
+    def __init__(self, ctx, c: Cell, X: Tensor, Y: Tensor, R: Tensor | None, w: dict):
         T, B, G = X.shape[0], X.shape[1], w[c.rec_weight].shape[0]
         needed = dict(zip(ctx.names, ctx.needs_input_grad[6 + ctx.n_state :]))  # frozen weights: no GEMM
         self.c, self.X, self.w = c, X, w
@@ -210,7 +210,6 @@ class _ChunkSums:
         self.onednn = onednn_for_grads(T * B, G, X.shape[2])  # decided for the whole sum, not a chunk
         self.grads: dict[str, Tensor] = {}
         self.want_dX, self.dX = ctx.needs_input_grad[5], None  # (T, B, F), made at the first chunk
-        self.back_ih = PackedLinear(w["weight_ih"].T, K * B, T) if self.want_dX else None
 
     def _acc(self, name: str, g: Tensor) -> None:
         self.grads[name] = g if name not in self.grads else self.grads[name].add_(g)
@@ -230,16 +229,12 @@ class _ChunkSums:
             self._acc(c.rec_bias, drp.sum((0, 1)) if bias_sums is None else bias_sums[1])
         for name, g in c.extra_grads(t0, t1).items():
             self._acc(name, g)
-        if self.want_dX:
-            dx = self.back_ih(dxp.flatten(0, 1)).view(t1 - t0, *self.X.shape[1:])
-            if t1 - t0 == self.X.shape[0]:  # all steps at once
-                self.dX = dx
-            else:
-                if self.dX is None:  # where the cell has memory it is done with (Jordan's h_t), ∂X goes there
-                    spare = c.spent_by_chunk()
-                    fits = spare is not None and spare.shape == self.X.shape and spare.dtype == self.X.dtype
-                    self.dX = spare if fits else self.X.new_empty(self.X.shape)
-                self.dX[t0:t1] = dx
+        if self.want_dX:  # ∂X = ∂XP W_ih, written where it goes
+            if self.dX is None:  # where the cell has memory it is done with (Jordan's h_t), ∂X goes there
+                spare = c.spent_by_chunk()
+                fits = spare is not None and spare.shape == self.X.shape and spare.dtype == self.X.dtype
+                self.dX = spare if fits else self.X.new_empty(self.X.shape)
+            matmul_into(dxp.flatten(0, 1), self.w["weight_ih"], self.dX[t0:t1].view(-1, self.X.shape[2]))
 
     def result(self) -> tuple[dict[str, Tensor], Tensor | None]:
         c = self.c

@@ -7,7 +7,7 @@
 
 // oneDNN's matmul as ATen calls it (aten/src/ATen/native/mkldnn/Matmul.cpp): exported by libtorch, declared in no
 // header it ships. Weak, so that a build of torch without it still loads these ops (linear.py then never calls
-// weight_grad: it checks the op once before using it).
+// mm: it checks the op once before using it).
 namespace at::native {
 TORCH_API void mkldnn_matmul(const at::Tensor& mat1, const at::Tensor& mat2, const at::Tensor& result, float beta,
                              float alpha) __attribute__((weak));
@@ -40,18 +40,21 @@ at::Tensor transposed(const at::Tensor& w) {
   return out;
 }
 
-// out = dᵀ x, or out += dᵀ x: a weight's gradient Σ_n d_nᵀ x_n from the rows of d (N, G) and x (N, F), through
-// oneDNN's matmul, which reads dᵀ where d lies and adds into out in the same pass: no copies of the operands in
-// oneDNN's layout, no sum of partial products (linear.weight_grads; the weight-gradient kernel that torch exposes,
-// mkldnn_linear_backward_weights, needs both copied, and ran at ~400 GFLOP/s here against this one's ~470).
-void weight_grad(const at::Tensor& d, const at::Tensor& x, at::Tensor out, bool accumulate) {
-  TORCH_CHECK(at::native::mkldnn_matmul != nullptr, "weight_grad: this build of torch has no oneDNN matmul");
-  TORCH_CHECK(d.dim() == 2 && x.dim() == 2 && d.size(0) == x.size(0) && d.is_contiguous() && x.is_contiguous() &&
-                  out.is_contiguous() && out.sizes() == at::IntArrayRef({d.size(1), x.size(1)}) &&
-                  d.scalar_type() == at::kFloat && x.scalar_type() == at::kFloat && out.scalar_type() == at::kFloat &&
-                  d.device().is_cpu() && x.device().is_cpu() && out.device().is_cpu(),
-              "weight_grad: contiguous float32 CPU matrices d (N, G), x (N, F) and out (G, F)");
-  at::native::mkldnn_matmul(d.t(), x, out, accumulate ? 1.0f : 0.0f, 1.0f);
+// out = a b, or out += a b, through oneDNN's matmul, which reads a transposed operand where it lies and adds into
+// out in the same pass (linear.matmul_into). A weight's gradient Σ_n d_nᵀ x_n is a = dᵀ, b = x: no copies of the
+// operands in oneDNN's layout, no sum of partial products (the weight-gradient kernel torch exposes,
+// mkldnn_linear_backward_weights, needs both copied, and ran at ~400 GFLOP/s here against this one's ~430–470);
+// ∂X = ∂XP W_ih goes straight into its place in ∂X, and no weight is packed or transposed for a one-shot product.
+void mm(const at::Tensor& a, const at::Tensor& b, at::Tensor out, bool accumulate) {
+  TORCH_CHECK(at::native::mkldnn_matmul != nullptr, "mm: this build of torch has no oneDNN matmul");
+  const auto plain = [](const at::Tensor& t) {
+    return t.dim() == 2 && (t.is_contiguous() || t.t().is_contiguous()) && t.scalar_type() == at::kFloat &&
+           t.device().is_cpu();
+  };
+  TORCH_CHECK(plain(a) && plain(b) && plain(out) && out.is_contiguous() && a.size(1) == b.size(0) &&
+                  out.size(0) == a.size(0) && out.size(1) == b.size(1),
+              "mm: float32 CPU matrices a (M, K), b (K, N), each contiguous or transposed, and out (M, N) contiguous");
+  at::native::mkldnn_matmul(a, b, out, accumulate ? 1.0f : 0.0f, 1.0f);
 }
 
 // One step back through the activation that made the output y_t (Elman's h_t, Jordan's y_t): g = ∂L/∂y_t,
@@ -280,7 +283,7 @@ std::tuple<at::Tensor, at::Tensor> jordan_backward(at::Tensor dA, at::Tensor dO,
 
 TORCH_LIBRARY(unrolled, m) {
   m.def("transposed(Tensor w) -> Tensor", &transposed);
-  m.def("weight_grad(Tensor d, Tensor x, Tensor(a!) out, bool accumulate) -> ()", &weight_grad);
+  m.def("mm(Tensor a, Tensor b, Tensor(a!) out, bool accumulate) -> ()", &mm);
   m.def("elman_forward(Tensor xp, Tensor h0, Tensor w, Tensor? packed, int act, Tensor(a!) y, Tensor? lengths) -> ()",
         &elman_forward);
   m.def("elman_backward(Tensor(a!) dz, Tensor y, Tensor dy, Tensor dh, Tensor d_final, Tensor wt, Tensor? packed, "
