@@ -12,8 +12,9 @@ import time
 import torch
 import torch.nn.functional as F
 
+from unrolled.engine import native
+
 LP, REORDER = torch.ops.mkldnn._linear_pointwise, torch.ops.mkldnn._reorder_linear_weight
-BACKWARD_WEIGHTS = torch.ops.aten.mkldnn_linear_backward_weights
 
 
 def median_us(fn, seconds=0.3):
@@ -42,8 +43,9 @@ def all_steps(n, i, o):
     x, w, d = torch.randn(n, i), torch.randn(o, i), torch.randn(n, o)
     row("all steps, X Wᵀ (packed per call)", (n, i, o), lambda: F.linear(x, w),
         lambda: LP(x, REORDER(w, n), None, "none", [], ""))  # fmt: skip
-    row("all steps, weight gradient Dᵀ X", (n, i, o), lambda: d.T @ x,
-        lambda: BACKWARD_WEIGHTS(d.to_mkldnn(), x.to_mkldnn(), w, False))  # fmt: skip
+    out = torch.empty(o, i)
+    row("all steps, weight gradient Dᵀ X (the engine's mm)", (n, i, o), lambda: d.T @ x,
+        lambda: native.ops().mm(d.T, x, out, False))  # fmt: skip
 
 
 def main():
@@ -53,7 +55,8 @@ def main():
     for shape in [(1, 128, 512), (1, 512, 512), (1, 512, 2048), (64, 128, 128), (64, 128, 384), (64, 128, 512),
                   (20, 200, 800), (32, 512, 512), (32, 512, 2048)]:  # fmt: skip
         per_step(*shape)
-    for shape in [(640, 128, 512), (3200, 128, 384), (3200, 128, 512), (3200, 512, 512), (3200, 512, 2048)]:
+    for shape in [(256, 64, 64), (256, 128, 128), (640, 128, 512), (3200, 128, 384), (3200, 128, 512), (3200, 512, 512),
+                  (3200, 512, 2048)]:  # fmt: skip
         all_steps(*shape)
 
 

@@ -9,14 +9,14 @@ from t = T to 1: the cell's local backward turns ∂L/∂state_t (from step t+1)
 loss) into ∂L/∂xp_t, ∂L/∂rp_t and the direct part of ∂L/∂state_{t-1}, to which ∂L/∂rp_t W_rec is
 added. The weight gradients are GEMMs over many steps at once, ∂W_ih = Σ_t ∂xp_tᵀ x_t and
 ∂W_rec = Σ_t ∂rp_tᵀ r_{t-1} (r_{t-1} = y_{t-1} read from Y when there is no padding), with
-∂X = ∂XP W_ih; none is computed when nobody needs it. They run in chunks of about 512 rows (16 steps
-of 32): measured as fast as one GEMM over all steps (16.3 vs 16.5 ms at the charlm size), with a fraction
-of the operand copies oneDNN makes.
+∂X = ∂XP W_ih; none is computed when nobody needs it. On the CPU they go through oneDNN's matmul
+(linear.matmul_into, weight_grads), which reads ∂XPᵀ in place and accumulates chunk after chunk into
+the sum; ∂X is written straight into its place.
 
 Memory: a cell that keeps its gates in z (`saves_z`: LSTM, GRU) has them in XP, and the backward writes
 ∂L/∂z over them once read, so the pass holds one (T, B, G) buffer, not three; for the others (Elman,
 Jordan) the products over time are taken a chunk at a time during the backward, from a buffer of one
-chunk. Each step's saved tensors are freed as the backward passes it. That uses the forward's results
+chunk, and ∂X goes into memory the cell is done with where it has some (`spent_by_chunk`: Jordan's h_t). Each step's saved tensors are freed as the backward passes it. That uses the forward's results
 up: a second backward through the same pass (`retain_graph=True`, gradcheck) runs the forward again.
 
 The time loops: each cell's `step`/`step_backward` in Python, or, on the CPU (where they are built,
