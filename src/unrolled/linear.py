@@ -114,18 +114,21 @@ def _mm_op():
     return ops if torch.equal(out, 2 * a @ b) else None
 
 
-def matmul_into(a: Tensor, b: Tensor, out: Tensor, accumulate: bool = False) -> Tensor:
-    """out = a b (out += a b with `accumulate`), 2-D, written in place; through oneDNN's matmul on float32 CPU
-    tensors (a transposed operand read where it lies), else torch's."""
-    ops = _mm_op() if _onednn_usable(a) else None
+def _plain(t: Tensor) -> Tensor:
+    """t, or a copy of it that is contiguous or the transpose of a contiguous matrix (what oneDNN reads in place),
+    copied along its contiguous rows or columns."""
+    if t.is_contiguous() or t.T.is_contiguous():
+        return t
+    return t.T.contiguous().T if t.stride(0) == 1 else t.contiguous()
+
+
+def matmul_into(a: Tensor, b: Tensor, out: Tensor, accumulate: bool = False, onednn: bool = True) -> Tensor:
+    """out = a b (out += a b with `accumulate`), 2-D, written in place: through oneDNN's matmul on float32 CPU
+    tensors unless `onednn` is False (a transposed operand read where it lies), else torch's."""
+    ops = _mm_op() if onednn and _onednn_usable(a) else None
     if ops is None:
         return out.addmm_(a, b) if accumulate else torch.mm(a, b, out=out)
-    ops.mm(
-        a if a.is_contiguous() or a.T.is_contiguous() else a.contiguous(),
-        b if b.is_contiguous() or b.T.is_contiguous() else b.contiguous(),
-        out,
-        accumulate,
-    )
+    ops.mm(_plain(a), _plain(b), out, accumulate)
     return out
 
 
@@ -147,22 +150,14 @@ def weight_grads(d: Tensor | list[Tensor], *xs: Tensor, onednn: bool | None = No
     rows = first.numel() // first.shape[-1]
     if onednn is None:
         onednn = onednn_for_grads(rows, width, xs[0].shape[-1])
-    ops = _mm_op() if onednn and _onednn_usable(first) else None
     rows_per = rows // first.shape[0]  # rows under one index of the first dimension
     per = max(1, GRAD_COPY_ROWS // rows_per)
     per = -(-first.shape[0] // -(-first.shape[0] // per))  # chunks of equal size: no thin last one
-    sums: list[Tensor] = [first.new_empty(width, x.shape[-1]) for x in xs] if ops is not None else [None] * len(xs)
+    sums = [first.new_empty(width, x.shape[-1]) for x in xs]
     for i in range(0, first.shape[0], per):
         pieces = [b[i : i + per].reshape(-1, b.shape[-1]) for b in blocks]
-        if ops is None:
-            dc = pieces[0] if len(pieces) == 1 else torch.cat(pieces, 1)
-            for k, x in enumerate(xs):
-                g = dc.T @ x[i : i + per].reshape(-1, x.shape[-1])
-                sums[k] = g if i == 0 else sums[k].add_(g)
-            continue
-        pieces = [p.contiguous() for p in pieces]
-        for k, x in enumerate(xs):
-            xc = x[i : i + per].reshape(-1, x.shape[-1]).contiguous()
-            for p, out in zip(pieces, sums[k].split([p.shape[1] for p in pieces])):  # a block's rows of the sum
-                ops.mm(p.T, xc, out, i > 0)
+        for x, total in zip(xs, sums):
+            xc = x[i : i + per].reshape(-1, x.shape[-1])
+            for p, out in zip(pieces, total.split([p.shape[1] for p in pieces])):  # a block's rows of the sum
+                matmul_into(p.T, xc, out, accumulate=i > 0, onednn=onednn)
     return sums
