@@ -129,10 +129,11 @@ void check_lengths(const std::optional<at::Tensor>& lengths, int64_t B, int64_t 
               "unrolled native engine: lengths must be B int64 values in [1, steps]");
 }
 
-// f(b) for every batch row b; the rows are split between threads when the step is large enough.
+// f(b) for every batch row b; the rows are split between threads from 4096 values a step up (same-process A/B of
+// the training step against 16384: Elman 4–7% faster, Jordan 1–4%, LSTM and GRU the same, whose rows are wider).
 template <typename F>
 void each_row(int64_t B, int64_t row_len, const F& f) {
-  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(row_len, 1));
+  const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(row_len, 1));
   at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) f(b);
   });
