@@ -193,6 +193,20 @@ def test_a_second_backward_through_the_same_pass_gives_the_same_gradients(kind, 
         assert_close(b, a, 1e-12)
 
 
+def test_gradients_with_create_graph_are_right_and_a_second_order_is_refused_clearly(steps):
+    """The hand-written backward is not itself differentiated: first-order gradients under create_graph=True
+    equal the reference's, and going through them again raises instead of giving a wrong number."""
+    cell = CELLS["gru"]().double()
+    xs = torch.randn(2, 5, 3, dtype=torch.double, requires_grad=True)
+    grads = [
+        torch.autograd.grad(fn(cell, xs)[0].square().sum(), xs, create_graph=True)[0]
+        for fn in (unrolled.unroll, unroll_bptt)
+    ]
+    assert_close(grads[1], grads[0], 1e-10)
+    with pytest.raises(RuntimeError, match="differentiate twice"):
+        grads[1].sum().backward()
+
+
 @pytest.mark.parametrize("name", ["jordan", "lstm", "gru"])
 def test_engine_skips_gradients_nobody_needs_and_the_others_are_unchanged(name, steps):
     """Inputs without requires_grad and frozen weights get no GEMM; every other gradient is as before."""

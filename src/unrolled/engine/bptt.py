@@ -16,8 +16,10 @@ the sum; ∂X is written straight into its place.
 Memory: a cell that keeps its gates in z (`saves_z`: LSTM, GRU) has them in XP, and the backward writes
 ∂L/∂z over them once read, so the pass holds one (T, B, G) buffer, not three; for the others (Elman,
 Jordan) the products over time are taken a chunk at a time during the backward, from a buffer of one
-chunk, and ∂X goes into memory the cell is done with where it has some (`spent_by_chunk`: Jordan's h_t). Each step's saved tensors are freed as the backward passes it. That uses the forward's results
-up: a second backward through the same pass (`retain_graph=True`, gradcheck) runs the forward again.
+chunk, and ∂X goes into memory the cell is done with where it has some (`spent_by_chunk`: Jordan's h_t).
+Each step's saved tensors are freed as the backward passes it. That uses the forward's results up: a
+second backward through the same pass (`retain_graph=True`, gradcheck) runs the forward again. The
+backward is not itself differentiable (second derivatives: the reference backend).
 
 The time loops: each cell's `step`/`step_backward` in Python, or, on the CPU (where they are built,
 native.py), the same equations T steps at a time in C++ (engine/csrc/, the cell's `native_forward`/
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from ..cells.base import Cell
 from ..linear import PackedLinear, chunk_steps, linear, matmul_into, onednn_for_grads, weight_grads
@@ -119,6 +122,7 @@ class _BPTT(torch.autograd.Function):
         return (Y, *final)  # (T, B, O) time-major, final state
 
     @staticmethod
+    @once_differentiable  # the hand-written backward is not itself differentiated: a second order says so
     def backward(ctx, dY, *d_final):
         c, masks = ctx.c, ctx.masks
         X, Y, R, *weights = ctx.saved_tensors
