@@ -193,6 +193,14 @@ def test_a_second_backward_through_the_same_pass_gives_the_same_gradients(kind, 
         assert_close(b, a, 1e-12)
 
 
+@pytest.mark.parametrize("kind", ["tanh", "lstm", "gru", "jordan"])
+def test_reference_backend_has_second_derivatives(kind):
+    """Where bptt refuses a second order, the reference backend (autograd through `unroll`) gives it: gradgradcheck."""
+    cell = CELLS[kind]().double()
+    xs = torch.randn(2, 3, 3, dtype=torch.double, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda x: unrolled.unroll(cell, x)[0], (xs,))
+
+
 def test_gradients_with_create_graph_are_right_and_a_second_order_is_refused_clearly(steps):
     """The hand-written backward is not itself differentiated: first-order gradients under create_graph=True
     equal the reference's, and going through them again raises instead of giving a wrong number."""
