@@ -29,9 +29,11 @@ def _onednn_usable(x: Tensor) -> bool:
     return x.device.type == "cpu" and x.dtype == torch.float32 and _onednn()
 
 
-# Packing pays from about this many multiply-adds per product (batch × weight elements) and this many
-# uses up; below, MKL's plain GEMM was as fast or faster here (e.g. batch 64 × 128 × 128, and batch 1).
+# Packing for oneDNN's linear pays from about this many multiply-adds per product (batch × weight elements) and
+# this many uses up; below, MKL's plain GEMM was as fast or faster here (e.g. batch 64 × 128 × 128, and batch 1).
+# Blocks for oneDNN's micro-kernel (below) beat both at every size measured, from the same number of uses.
 PACK_MIN_MACS, PACK_MIN_USES = 2**21, 8
+BLOCK_SIZES = (64, 32)  # columns per block of Wᵀ for the micro-kernel: the first that divides out_features
 
 
 def _contiguous(w: Tensor) -> Tensor:
@@ -47,19 +49,33 @@ def _contiguous(w: Tensor) -> Tensor:
 
 
 class PackedLinear:
-    """x ↦ x Wᵀ + b, or x Wᵀ + acc, for one W used `uses` times (once per time step), packed for oneDNN
-    once when that is available and pays."""
+    """x ↦ x Wᵀ + b, or x Wᵀ + acc, for one W used `uses` times (once per time step), prepared once: on the CPU in
+    float32, as column blocks of Wᵀ for oneDNN's batch-reduce GEMM micro-kernel (the engine's C++ loops call it
+    with no dispatch between steps; out_features a multiple of 32), else packed for oneDNN's linear where that
+    pays, else as it is."""
 
     def __init__(self, weight: Tensor, batch_size: int, uses: int):
-        self.weight = weight
-        worth = batch_size * weight.numel() >= PACK_MIN_MACS and uses >= PACK_MIN_USES and _onednn_usable(weight)
-        self.packed = torch.ops.mkldnn._reorder_linear_weight(_contiguous(weight), batch_size) if worth else None
+        self.weight, self.packed, self.blocked = weight, None, False
+        if uses < PACK_MIN_USES or not _onednn_usable(weight):
+            return
+        from .engine import native
+
+        nb = next((b for b in BLOCK_SIZES if weight.shape[0] % b == 0), None)
+        ops = native.ops() if nb else None
+        if ops is not None:
+            self.packed, self.blocked = ops.blocks(weight, nb), True
+        elif batch_size * weight.numel() >= PACK_MIN_MACS:
+            self.packed = torch.ops.mkldnn._reorder_linear_weight(_contiguous(weight), batch_size)
 
     def add_into(self, x: Tensor, out: Tensor) -> Tensor:
         """out += x Wᵀ, in place; returns out."""
         return out.addmm_(x, self.weight.T) if self.packed is None else out.add_(self(x))
 
     def __call__(self, x: Tensor, bias: Tensor | None = None, acc: Tensor | None = None) -> Tensor:
+        if self.blocked:
+            from .engine import native
+
+            return native.ops().blocked_linear(x, self.packed, bias, acc)
         if self.packed is None:
             return F.linear(x, self.weight, bias) if acc is None else torch.addmm(acc, x, self.weight.T)
         if acc is None:
