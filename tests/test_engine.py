@@ -386,7 +386,10 @@ def test_cpp_ops_refuse_buffers_that_do_not_fit():
 
 def test_weight_blocks_and_the_micro_kernel_product_match_torch():
     """Wᵀ cut into column blocks (from a weight or a transposed view of one), and x Wᵀ (+ b) (+ acc) through the
-    micro-kernel in tiles of 64 rows × a block, against torch: 1, 64 and 130 rows, an odd K, both block sizes."""
+    micro-kernel in tiles of 64 rows × a block, against torch: 1, 64 and 130 rows, an odd K, both block sizes;
+    a loop given blocks of another weight refuses them."""
+    from unrolled.linear import blocks as make_blocks
+
     ops = native.ops()
     if ops is None:
         pytest.skip("no C++ loops")
@@ -394,20 +397,18 @@ def test_weight_blocks_and_the_micro_kernel_product_match_torch():
     for N, K, nb in [(96, 7, 32), (128, 64, 64), (64, 96, 32)]:
         W = torch.randn(N, K)
         for w in (W, W.T.contiguous().T):  # a parameter, and the layout of a transposed view
-            blocks = ops.blocks(w, nb)
-            assert torch.equal(blocks, w.unflatten(0, (N // nb, nb)).transpose(1, 2))
+            blocks = make_blocks(w, nb)
+            assert torch.equal(blocks, torch.stack([w[j * nb : (j + 1) * nb].T for j in range(N // nb)]))
         for M in (1, 64, 130):
             x, b, acc = torch.randn(M, K), torch.randn(N), torch.randn(M, N)
             want = x.double() @ W.double().T
             assert_close(ops.blocked_linear(x, blocks, None, None).double(), want, 5e-5)
             assert_close(ops.blocked_linear(x, blocks, b, acc).double(), want + b.double() + acc.double(), 5e-5)
-    with pytest.raises(RuntimeError, match="blocks"):
-        ops.blocks(torch.randn(48, 8), 32)  # rows not a multiple of the block
     XP, Y, C, h = torch.zeros(3, 2, 128), torch.zeros(3, 2, 32), torch.zeros(3, 2, 32), torch.zeros(2, 32)
     W = torch.zeros(128, 32)
-    ops.lstm_forward(XP.clone(), h, h, W, ops.blocks(W, 32), Y, C, None)  # fits
+    ops.lstm_forward(XP.clone(), h, h, W, make_blocks(W, 32), Y, C, None)  # fits
     with pytest.raises(RuntimeError, match="unrolled native engine"):  # blocks of another weight
-        ops.lstm_forward(XP, h, h, W, ops.blocks(torch.zeros(128, 16), 32), Y, C, None)
+        ops.lstm_forward(XP, h, h, W, make_blocks(torch.zeros(128, 16), 32), Y, C, None)
 
 
 @pytest.mark.parametrize("name", ["elman", "jordan", "lstm", "gru"])

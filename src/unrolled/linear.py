@@ -48,6 +48,13 @@ def _contiguous(w: Tensor) -> Tensor:
     return w.contiguous()
 
 
+def blocks(w: Tensor, nb: int) -> Tensor:
+    """Wᵀ cut into column blocks of nb for the micro-kernel: (N / nb, K, nb), [j, k, i] = W[j nb + i, k], from W (N, K),
+    a parameter (through the tiled transpose) or the transposed view of one (rows of Wᵀ copied as they lie)."""
+    wt = _contiguous(w.T)  # (K, N)
+    return wt.unflatten(1, (w.shape[0] // nb, nb)).transpose(0, 1).contiguous()
+
+
 class PackedLinear:
     """x ↦ x Wᵀ + b, or x Wᵀ + acc, for one W used `uses` times (once per time step), prepared once: on the CPU in
     float32, as column blocks of Wᵀ for oneDNN's batch-reduce GEMM micro-kernel (the engine's C++ loops call it
@@ -63,7 +70,7 @@ class PackedLinear:
         nb = next((b for b in BLOCK_SIZES if weight.shape[0] % b == 0), None)
         ops = native.ops() if nb else None
         if ops is not None:
-            self.packed, self.blocked = ops.blocks(weight, nb), True
+            self.packed, self.blocked = blocks(weight, nb), True
         elif batch_size * weight.numel() >= PACK_MIN_MACS:
             self.packed = torch.ops.mkldnn._reorder_linear_weight(_contiguous(weight), batch_size)
 

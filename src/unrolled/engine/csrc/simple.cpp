@@ -40,27 +40,6 @@ at::Tensor transposed(const at::Tensor& w) {
   return out;
 }
 
-// Wᵀ cut into column blocks for the micro-kernel (common.h, `matmul`): out (N / nb, K, nb), out[j, k, i] = W[j nb + i, k],
-// from W (N, K) in any layout (a parameter, or the transposed view Wᵀ of one for the backward's products).
-at::Tensor blocks(const at::Tensor& w, int64_t nb) {
-  TORCH_CHECK(w.dim() == 2 && nb > 0 && w.size(0) % nb == 0 && w.device().is_cpu(),
-              "blocks: a CPU matrix whose rows divide into blocks of ", nb);
-  const int64_t N = w.size(0), K = w.size(1), s0 = w.stride(0), s1 = w.stride(1), tile = 16;
-  at::Tensor out = at::empty({N / nb, K, nb}, w.options());
-  AT_DISPATCH_FLOATING_TYPES(w.scalar_type(), "blocks", [&] {
-    const scalar_t* src = w.data_ptr<scalar_t>();
-    scalar_t* dst = out.data_ptr<scalar_t>();
-    at::parallel_for(0, N / nb, 1, [&](int64_t j0, int64_t j1) {
-      for (int64_t j = j0; j < j1; ++j)
-        for (int64_t k0 = 0; k0 < K; k0 += tile)
-          for (int64_t i = 0; i < nb; ++i)
-            for (int64_t k = k0; k < std::min(K, k0 + tile); ++k)
-              dst[(j * K + k) * nb + i] = src[(j * nb + i) * s0 + k * s1];
-    });
-  });
-  return out;
-}
-
 // x Wᵀ (+ b) (+ acc) with W as blocks: the steps' product for callers in Python (linear.PackedLinear).
 at::Tensor blocked_linear(const at::Tensor& x, const at::Tensor& blocks, const std::optional<at::Tensor>& bias,
                           const std::optional<at::Tensor>& acc) {
@@ -317,7 +296,6 @@ std::tuple<at::Tensor, at::Tensor> jordan_backward(at::Tensor dA, at::Tensor dO,
 TORCH_LIBRARY(unrolled, m) {
   m.def("transposed(Tensor w) -> Tensor", &transposed);
   m.def("mm(Tensor a, Tensor b, Tensor(a!) out, bool accumulate) -> ()", &mm);
-  m.def("blocks(Tensor w, int nb) -> Tensor", &blocks);
   m.def("blocked_linear(Tensor x, Tensor blocks, Tensor? bias, Tensor? acc) -> Tensor", &blocked_linear);
   m.def("elman_forward(Tensor xp, Tensor h0, Tensor w, Tensor? packed, int act, Tensor(a!) y, Tensor? lengths) -> ()",
         &elman_forward);
