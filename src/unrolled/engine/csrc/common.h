@@ -120,6 +120,15 @@ at::Tensor matmul(const at::Tensor& x, const at::Tensor& w, const std::optional<
   return bias.has_value() ? at::addmm(*bias, x, w.t()) : at::mm(x, w.t());
 }
 
+// out = x Wᵀ, or out += x Wᵀ (add), in place (out's rows contiguous): the micro-kernel writes there directly, with
+// no buffer of its own; the other forms compute aside, then copy or add.
+void product_into(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& packed, at::Tensor out,
+                  bool add) {
+  if (is_blocks(packed)) return blocked_product(x, *packed, out.data_ptr<float>(), out.stride(0), add);
+  const at::Tensor m = matmul(x, w, packed);
+  add ? out.add_(m) : out.copy_(m);
+}
+
 // x Wᵀ + acc
 at::Tensor matmul_add(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& packed,
                       const at::Tensor& acc) {

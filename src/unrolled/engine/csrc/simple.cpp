@@ -100,16 +100,16 @@ void back_through_output(int64_t t, int64_t B, int64_t W, const T* y, const Rows
 }
 
 // --------------------------------------------------------------------------------------------- Elman
-// h = σ(xp + h W_hhᵀ), into Y[t]; back: ∂z = (∂h + dy) σ'(z), from h, into dZ[t − t0]; ∂h_{t-1} = ∂z W_hh.
+// h = σ(xp + h W_hhᵀ), into Y[t] (the sum over XP[t]); back: ∂z = (∂h + dy) σ'(z), from h, into dZ[t − t0]; ∂h_{t-1} = ∂z W_hh.
 
 template <typename T, int A>
-void elman_forward_t(const at::Tensor& XP, const at::Tensor& h0, const at::Tensor& W,
+void elman_forward_t(at::Tensor& XP, const at::Tensor& h0, const at::Tensor& W,
                      const std::optional<at::Tensor>& packed, at::Tensor& Y, const Lengths& len) {
   const int64_t S = XP.size(0), B = XP.size(1), H = Y.size(2), n = B * H;
   at::Tensor h = h0;
   for (int64_t t = 0; t < S; ++t) {
-    at::Tensor m = matmul(h, W, packed);
-    const T *z = XP.data_ptr<T>() + t * n, *mm = m.data_ptr<T>();
+    product_into(h, W, packed, XP.select(0, t), true);  // z_t = xp_t + h W_hhᵀ, over xp_t
+    const T* z = XP.data_ptr<T>() + t * n;
     T* y = Y.data_ptr<T>() + t * n;
     each_row(B, H, [&](int64_t b) {
       if (len.past(t, b)) {  // the row's sequence has ended: output 0 (its state is read at its last step)
@@ -117,13 +117,13 @@ void elman_forward_t(const at::Tensor& XP, const at::Tensor& h0, const at::Tenso
         return;
       }
 #pragma omp simd
-      for (int64_t j = b * H; j < (b + 1) * H; ++j) y[j] = act<A>(z[j] + mm[j]);
+      for (int64_t j = b * H; j < (b + 1) * H; ++j) y[j] = act<A>(z[j]);
     });
     h = Y.select(0, t);
   }
 }
 
-void elman_forward(const at::Tensor& XP, const at::Tensor& h0, const at::Tensor& W,
+void elman_forward(at::Tensor XP, const at::Tensor& h0, const at::Tensor& W,
                    const std::optional<at::Tensor>& packed, int64_t act_code, at::Tensor Y,
                    const std::optional<at::Tensor>& lengths) {
   const int64_t H = Y.size(2);
@@ -186,25 +186,25 @@ void jordan_forward_t(at::Tensor& XP, const at::Tensor& y0, const at::Tensor& Wy
                       const std::optional<at::Tensor>& packed_out, const std::optional<at::Tensor>& bias_y,
                       at::Tensor& Y, const Lengths& len) {
   const int64_t S = XP.size(0), B = XP.size(1), H = XP.size(2), O = Y.size(2);
+  const T* by = bias_y ? bias_y->data_ptr<T>() : nullptr;
   at::Tensor y_prev = y0;
   for (int64_t t = 0; t < S; ++t) {
-    at::Tensor m = matmul(y_prev, Wyh, packed);
+    product_into(y_prev, Wyh, packed, XP.select(0, t), true);  // xp_t + y_{t-1} W_yhᵀ, over xp_t
     T* a = XP.data_ptr<T>() + t * B * H;
-    const T* mm = m.data_ptr<T>();
     each_row(B, H, [&](int64_t b) {
 #pragma omp simd
-      for (int64_t j = b * H; j < (b + 1) * H; ++j) a[j] = act<AH>(a[j] + mm[j]);
+      for (int64_t j = b * H; j < (b + 1) * H; ++j) a[j] = act<AH>(a[j]);
     });
-    at::Tensor o = matmul(XP.select(0, t), Why, packed_out, bias_y);
-    const T* op = o.data_ptr<T>();
+    product_into(XP.select(0, t), Why, packed_out, Y.select(0, t), false);  // h_t W_hyᵀ, into Y[t]
     T* y = Y.data_ptr<T>() + t * B * O;
     each_row(B, O, [&](int64_t b) {
+      T* yb = y + b * O;
       if (len.past(t, b)) {  // the row's sequence has ended: output 0 (its state is read at its last step)
-        std::fill(y + b * O, y + (b + 1) * O, T(0));
+        std::fill(yb, yb + O, T(0));
         return;
       }
 #pragma omp simd
-      for (int64_t j = b * O; j < (b + 1) * O; ++j) y[j] = act<AY>(op[j]);
+      for (int64_t j = 0; j < O; ++j) yb[j] = act<AY>(yb[j] + (by ? by[j] : T(0)));
     });
     y_prev = Y.select(0, t);
   }
@@ -242,8 +242,8 @@ at::Tensor jordan_backward_t(at::Tensor& dA, at::Tensor& dO, const at::Tensor& H
   for (int64_t t = t1 - 1; t >= t0; --t) {
     back_through_output<AY>(t, B, O, Y.data_ptr<T>() + t * B * O, dy, dy_state, d_final,
                             dO.data_ptr<T>() + (t - t0) * B * O, len, norms, nullptr);
-    at::Tensor dh = matmul(dO.select(0, t - t0), Why_t, packed_out);
-    const T *h = Hs.data_ptr<T>() + t * B * H, *dhp = dh.data_ptr<T>();
+    product_into(dO.select(0, t - t0), Why_t, packed_out, dA.select(0, t - t0), false);  // ∂h = ∂o W_hy, into dA
+    const T* h = Hs.data_ptr<T>() + t * B * H;
     T* da = dA.data_ptr<T>() + (t - t0) * B * H;
     each_row(B, H, [&](int64_t b) {
       T* sb = sums.mine<T>();
@@ -254,7 +254,7 @@ at::Tensor jordan_backward_t(at::Tensor& dA, at::Tensor& dO, const at::Tensor& H
       }
 #pragma omp simd
       for (int64_t j = 0; j < H; ++j) {
-        da[r + j] = act_grad<AH>(dhp[r + j], h[r + j]);
+        da[r + j] = act_grad<AH>(da[r + j], h[r + j]);
         sb[j] += da[r + j];
       }
     });
@@ -297,7 +297,7 @@ TORCH_LIBRARY(unrolled, m) {
   m.def("transposed(Tensor w) -> Tensor", &transposed);
   m.def("mm(Tensor a, Tensor b, Tensor(a!) out, bool accumulate) -> ()", &mm);
   m.def("blocked_linear(Tensor x, Tensor blocks, Tensor? bias, Tensor? acc) -> Tensor", &blocked_linear);
-  m.def("elman_forward(Tensor xp, Tensor h0, Tensor w, Tensor? packed, int act, Tensor(a!) y, Tensor? lengths) -> ()",
+  m.def("elman_forward(Tensor(a!) xp, Tensor h0, Tensor w, Tensor? packed, int act, Tensor(b!) y, Tensor? lengths) -> ()",
         &elman_forward);
   m.def("elman_backward(Tensor(a!) dz, Tensor y, Tensor dy, Tensor dh, Tensor d_final, Tensor wt, Tensor? packed, "
         "int act, int t0, int t1, Tensor? lengths, Tensor? norms) -> (Tensor, Tensor)",
