@@ -14,15 +14,13 @@ void lstm_forward_t(at::Tensor& XP, const at::Tensor& h0, const at::Tensor& c0, 
   const int64_t S = XP.size(0), B = XP.size(1), H = Y.size(2), n = B * H;
   at::Tensor h = h0;
   for (int64_t t = 0; t < S; ++t) {
-    at::Tensor m = matmul(h, W, packed);
+    product_into(h, W, packed, XP.select(0, t), true);  // z_t = xp_t + h W_hhᵀ, over xp_t
     T* z = XP.data_ptr<T>() + t * 4 * n;
-    const T* mm = m.data_ptr<T>();
     const T* cp = t == 0 ? c0.data_ptr<T>() : C.data_ptr<T>() + (t - 1) * n;
     T* cn = C.data_ptr<T>() + t * n;
     T* y = Y.data_ptr<T>() + t * n;
     each_row(B, 4 * H, [&](int64_t b) {
       T* zb = z + b * 4 * H;
-      const T* mb = mm + b * 4 * H;
       const T* cpb = cp + b * H;
       T* cb = cn + b * H;
       T* yb = y + b * H;
@@ -32,10 +30,10 @@ void lstm_forward_t(at::Tensor& XP, const at::Tensor& h0, const at::Tensor& c0, 
       }
 #pragma omp simd
       for (int64_t j = 0; j < H; ++j) {
-        T i = sigm(zb[j] + mb[j]);
-        T f = sigm(zb[H + j] + mb[H + j]);
-        T g = tanh2(zb[2 * H + j] + mb[2 * H + j]);
-        T o = sigm(zb[3 * H + j] + mb[3 * H + j]);
+        T i = sigm(zb[j]);
+        T f = sigm(zb[H + j]);
+        T g = tanh2(zb[2 * H + j]);
+        T o = sigm(zb[3 * H + j]);
         T c = f * cpb[j] + i * g;
         zb[j] = i, zb[H + j] = f, zb[2 * H + j] = g, zb[3 * H + j] = o;
         cb[j] = c;
