@@ -101,12 +101,11 @@ void blocked_product(const at::Tensor& x, const at::Tensor& blocks, float* out, 
   });
 }
 
-// x Wᵀ (+ b) for x (B, K), W (N, K)
-at::Tensor matmul(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& packed,
-                  const std::optional<at::Tensor>& bias = std::nullopt) {
+// x Wᵀ for x (B, K), W (N, K), a new tensor (the step's state gradient, which the next step reads)
+at::Tensor matmul(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& packed) {
   if (is_blocks(packed)) {
-    at::Tensor out = bias ? bias->expand({x.size(0), w.size(0)}).contiguous() : at::empty({x.size(0), w.size(0)}, x.options());
-    blocked_product(x, *packed, out.data_ptr<float>(), out.stride(0), bias.has_value());
+    at::Tensor out = at::empty({x.size(0), w.size(0)}, x.options());
+    blocked_product(x, *packed, out.data_ptr<float>(), out.stride(0), false);
     return out;
   }
   if (packed.has_value()) {
@@ -115,9 +114,9 @@ at::Tensor matmul(const at::Tensor& x, const at::Tensor& w, const std::optional<
                          .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
                                            c10::string_view, c10::List<std::optional<at::Scalar>>,
                                            std::optional<c10::string_view>)>();
-    return op.call(x, *packed, bias, "none", c10::List<std::optional<at::Scalar>>(), std::nullopt).contiguous();
+    return op.call(x, *packed, std::nullopt, "none", c10::List<std::optional<at::Scalar>>(), std::nullopt).contiguous();
   }
-  return bias.has_value() ? at::addmm(*bias, x, w.t()) : at::mm(x, w.t());
+  return at::mm(x, w.t());
 }
 
 // out = x Wᵀ, or out += x Wᵀ (add), in place (out's rows contiguous): the micro-kernel writes there directly, with
@@ -127,24 +126,6 @@ void product_into(const at::Tensor& x, const at::Tensor& w, const std::optional<
   if (is_blocks(packed)) return blocked_product(x, *packed, out.data_ptr<float>(), out.stride(0), add);
   const at::Tensor m = matmul(x, w, packed);
   add ? out.add_(m) : out.copy_(m);
-}
-
-// x Wᵀ + acc
-at::Tensor matmul_add(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& packed,
-                      const at::Tensor& acc) {
-  if (is_blocks(packed)) {
-    at::Tensor out = acc.clone(at::MemoryFormat::Contiguous);
-    blocked_product(x, *packed, out.data_ptr<float>(), out.stride(0), true);
-    return out;
-  }
-  if (packed.has_value()) {
-    static auto op = c10::Dispatcher::singleton()
-                         .findSchemaOrThrow("mkldnn::_linear_pointwise", "binary")
-                         .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                           const std::optional<at::Tensor>&, c10::string_view)>();
-    return op.call(x, acc, *packed, std::nullopt, "add").contiguous();
-  }
-  return at::addmm(acc, x, w.t());
 }
 
 // ∂L/∂Y, (T, B, N) with contiguous rows: time-major, or a batch-first tensor seen time-major, read in place.

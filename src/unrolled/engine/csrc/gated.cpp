@@ -132,11 +132,14 @@ template <typename T>
 void gru_forward_t(at::Tensor& XP, const at::Tensor& h0, const at::Tensor& W, const std::optional<at::Tensor>& packed,
                    const std::optional<at::Tensor>& bias, at::Tensor& Y, at::Tensor& HN, const Lengths& len) {
   const int64_t S = XP.size(0), B = XP.size(1), H = Y.size(2), n = B * H;
+  const at::Tensor b_hh = bias ? bias->contiguous() : at::zeros({3 * H}, XP.options());
+  const T* bh = b_hh.data_ptr<T>();
+  at::Tensor rp = at::empty({B, 3 * H}, XP.options());  // h W_hhᵀ, one step's, in place step after step
   at::Tensor h = h0;
   for (int64_t t = 0; t < S; ++t) {
-    at::Tensor m = matmul(h, W, packed, bias);
+    product_into(h, W, packed, rp, false);
     T* x = XP.data_ptr<T>() + t * 3 * n;
-    const T *mm = m.data_ptr<T>(), *hp = h.data_ptr<T>();
+    const T *mm = rp.data_ptr<T>(), *hp = h.data_ptr<T>();
     T *hn = HN.data_ptr<T>() + t * n, *y = Y.data_ptr<T>() + t * n;
     each_row(B, 3 * H, [&](int64_t b) {
       T* xb = x + b * 3 * H;
@@ -147,11 +150,12 @@ void gru_forward_t(at::Tensor& XP, const at::Tensor& h0, const at::Tensor& W, co
       }
 #pragma omp simd
       for (int64_t j = 0; j < H; ++j) {
-        T r = sigm(xb[j] + mb[j]);
-        T u = sigm(xb[H + j] + mb[H + j]);
-        T nn = tanh2(xb[2 * H + j] + r * mb[2 * H + j]);
+        T r = sigm(xb[j] + mb[j] + bh[j]);
+        T u = sigm(xb[H + j] + mb[H + j] + bh[H + j]);
+        T rn = mb[2 * H + j] + bh[2 * H + j];  // W_hn h + b_hn
+        T nn = tanh2(xb[2 * H + j] + r * rn);
         xb[j] = r, xb[H + j] = u, xb[2 * H + j] = nn;
-        hn[b * H + j] = mb[2 * H + j];
+        hn[b * H + j] = rn;
         y[b * H + j] = nn + u * (hp[b * H + j] - nn);
       }
     });
@@ -218,7 +222,8 @@ at::Tensor gru_backward_t(at::Tensor& XP, at::Tensor& HN, const at::Tensor& Y, c
       }
       norms.add(t, squares);
     });
-    dh = matmul_add(drp, Wt, packed, direct);
+    product_into(drp, Wt, packed, direct, true);  // ∂h_{t-1} = d u + ∂rp W_hh, over the direct part
+    dh = direct;  // the next step reads it where it writes its own direct part, element by element: no overlap
   }
   return dh;
 }
