@@ -1,7 +1,9 @@
-"""MKL (torch's default fp32 GEMM on CPU) against oneDNN with a packed weight, for the products the BPTT
-engine runs: per-step recurrent products (batch × hidden × gates) and one-shot products over all steps.
-The thresholds in src/unrolled/linear.py come from this table; rerun it on another processor (MKL is
-fast on Intel's) and move them if the crossover moves.
+"""MKL (torch's default fp32 GEMM on CPU) against oneDNN, for the products the BPTT engine runs: per-step
+recurrent products (batch × hidden × gates; oneDNN's linear with the weight packed once, and its batch-reduce
+GEMM micro-kernel on column blocks of Wᵀ, which the engine uses where out_features is a multiple of 32) and
+one-shot products over all steps. The thresholds in src/unrolled/linear.py come from this table; rerun it on
+another processor (MKL is fast on Intel's) and move them if the crossover moves. The micro-kernel is called
+here from Python (`blocked_linear`), a few µs a call that the C++ loops do not pay.
 
     .venv/bin/python benchmarks/gemm.py            # about 30 s
 """
@@ -13,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from unrolled.engine import native
+from unrolled.linear import PackedLinear
 
 LP, REORDER = torch.ops.mkldnn._linear_pointwise, torch.ops.mkldnn._reorder_linear_weight
 
@@ -27,16 +30,17 @@ def median_us(fn, seconds=0.3):
     return 1e6 * statistics.median(times)
 
 
-def row(label, shape, mkl_fn, dnn_fn):
+def row(label, shape, mkl_fn, dnn_fn, kernel_fn=None):
     mkl, dnn = median_us(mkl_fn), median_us(dnn_fn)
-    print(f"| {label} | {' × '.join(map(str, shape))} | {mkl:.1f} | {dnn:.1f} | {mkl / dnn:.2f} |")
+    kernel = f"{median_us(kernel_fn):.1f}" if kernel_fn else "–"
+    print(f"| {label} | {' × '.join(map(str, shape))} | {mkl:.1f} | {dnn:.1f} | {kernel} | {mkl / dnn:.2f} |")
 
 
 def per_step(b, i, o):
     x, w = torch.randn(b, i), torch.randn(o, i)
-    packed = REORDER(w, b)
-    row("per step, x Wᵀ (weight packed once)", (b, i, o), lambda: F.linear(x, w),
-        lambda: LP(x, packed, None, "none", [], ""))  # fmt: skip
+    packed, blocks = REORDER(w, b), PackedLinear(w, b, 8)
+    row("per step, x Wᵀ (weight prepared once)", (b, i, o), lambda: F.linear(x, w),
+        lambda: LP(x, packed, None, "none", [], ""), (lambda: blocks(x)) if blocks.blocked else None)  # fmt: skip
 
 
 def all_steps(n, i, o):
@@ -50,8 +54,8 @@ def all_steps(n, i, o):
 
 def main():
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
-    print("| product | rows × in × out | MKL µs | oneDNN µs | MKL / oneDNN |")
-    print("|---|---|---:|---:|---:|")
+    print("| product | rows × in × out | MKL µs | oneDNN µs | micro-kernel µs | MKL / oneDNN |")
+    print("|---|---|---:|---:|---:|---:|")
     for shape in [(1, 128, 512), (1, 512, 512), (1, 512, 2048), (64, 128, 128), (64, 128, 384), (64, 128, 512),
                   (20, 200, 800), (32, 512, 512), (32, 512, 2048)]:  # fmt: skip
         per_step(*shape)
