@@ -1,5 +1,6 @@
 """Matrix products through oneDNN where that pays: a linear map applied at every time step, with its weight
-packed once; and the engine's large one-shot GEMMs over all time steps.
+prepared once (column blocks for oneDNN's GEMM micro-kernel, or packed for its linear); the engine's large
+one-shot GEMMs over all time steps; and the weight gradients, through oneDNN's matmul.
 
 Why: on this project's AMD processor MKL's fp32 GEMM runs at about half the speed of oneDNN's (MKL takes
 its slower code path on non-Intel processors), and torch.nn's fused LSTM kernel is oneDNN throughout.

@@ -100,7 +100,8 @@ void back_through_output(int64_t t, int64_t B, int64_t W, const T* y, const Rows
 }
 
 // --------------------------------------------------------------------------------------------- Elman
-// h = σ(xp + h W_hhᵀ), into Y[t] (the sum over XP[t]); back: ∂z = (∂h + dy) σ'(z), from h, into dZ[t − t0]; ∂h_{t-1} = ∂z W_hh.
+// h = σ(xp + h W_hhᵀ), into Y[t] (the sum goes over XP[t]); back: ∂z = (∂h + dy) σ'(z), from h, into dZ[t − t0];
+// ∂h_{t-1} = ∂z W_hh.
 
 template <typename T, int A>
 void elman_forward_t(at::Tensor& XP, const at::Tensor& h0, const at::Tensor& W,
