@@ -208,8 +208,8 @@ class _ChunkSums:
     def __init__(self, ctx, c: Cell, X: Tensor, Y: Tensor, R: Tensor | None, w: dict):
         T, B, G = X.shape[0], X.shape[1], w[c.rec_weight].shape[0]
         needed = dict(zip(ctx.names, ctx.needs_input_grad[6 + ctx.n_state :]))  # frozen weights: no GEMM
-        self.c, self.X, self.w = c, X, w
-        self.prev = _Shifted(_rec_input(ctx.state0), Y) if R is None else R  # r_{t-1} for t = 0..T-1
+        self.c, self.X, self.Y, self.R, self.w = c, X, Y, R, w
+        self.h0 = _rec_input(ctx.state0)
         self.ih, self.rec = needed["weight_ih"], needed[c.rec_weight]
         self.onednn = onednn_for_grads(T * B, G, X.shape[2])  # decided for the whole sum, not a chunk
         self.grads: dict[str, Tensor] = {}
@@ -222,11 +222,10 @@ class _ChunkSums:
         """Steps t0..t1-1, with their ∂L/∂xp and ∂L/∂rp (each (t1 - t0, B, G); ∂L/∂rp may come as a list of
         column blocks, for a whole pass), and Σ ∂xp (Σ ∂rp) when the C++ steps took them."""
         c = self.c
-        ih = [("weight_ih", self.X[t0:t1])] if self.ih else []
-        rec = [(c.rec_weight, self.prev[t0:t1])] if self.rec else []
-        for d, items in [(dxp, ih + rec)] if c.additive else [(dxp, ih), (drp, rec)]:
-            for (name, _), g in zip(items, weight_grads(d, *[x for _, x in items], onednn=self.onednn)):
-                self._acc(name, g)
+        if self.ih:
+            self._acc("weight_ih", weight_grads(dxp, self.X[t0:t1], onednn=self.onednn)[0])
+        if self.rec:
+            self._acc(c.rec_weight, self._rec_grad(dxp if c.additive else drp, t0, t1))
         if c.in_bias in self.w:
             self._acc(c.in_bias, dxp.sum((0, 1)) if bias_sums is None else bias_sums[0])
         if not c.additive and c.rec_bias in self.w:
@@ -240,31 +239,24 @@ class _ChunkSums:
                 self.dX = spare if fits else self.X.new_empty(self.X.shape)
             matmul_into(dxp.flatten(0, 1), self.w["weight_ih"], self.dX[t0:t1].view(-1, self.X.shape[2]))
 
+    def _rec_grad(self, d, t0: int, t1: int) -> Tensor:
+        """Σ_t ∂rp_tᵀ r_{t-1} over steps t0..t1-1 (d: their ∂L/∂rp, or its column blocks). r_{t-1} is y_{t-1}, read
+        where it lies in Y, except at step 0, which multiplied h_0: that one's product is added on its own."""
+        if self.R is not None:  # the Python steps on padded rows: r_{t-1} stacked in the forward
+            return weight_grads(d, self.R[t0:t1], onednn=self.onednn)[0]
+        blocks = d if isinstance(d, list) else [d]
+        first = 1 if t0 == 0 else 0  # rows of d whose r_{t-1} is in Y
+        g = weight_grads([b[first:] for b in blocks], self.Y[t0 + first - 1 : t1 - 1], onednn=self.onednn)[0]
+        if t0 == 0:
+            for b, out in zip(blocks, g.split([b.shape[-1] for b in blocks])):
+                matmul_into(b[0].T, self.h0, out, accumulate=True, onednn=self.onednn)
+        return g
+
     def result(self) -> tuple[dict[str, Tensor], Tensor | None]:
         c = self.c
         if c.additive and c.rec_bias and c.rec_bias in self.w:  # b_rec entered where b_in did
             self.grads[c.rec_bias] = self.grads[c.in_bias].clone()
         return self.grads, None if self.dX is None else self.dX.transpose(0, 1)  # (B, T, F)
-
-
-class _Shifted:
-    """h_0, y_0, ..., y_{T-2}: what W_rec multiplied at steps 0..T-1, without a copy of Y. Slices stay lazy
-    until `reshape` (weight_grads takes them a chunk at a time): a view of Y, or, for the chunk holding
-    step 0, h_0 stacked on one (a copy of one chunk)."""
-
-    def __init__(self, h0: Tensor, Y: Tensor, start: int = 0, stop: int | None = None):
-        self.h0, self.Y, self.start, self.stop = h0, Y, start, Y.shape[0] if stop is None else stop
-        self.shape = (self.stop - self.start, *Y.shape[1:])
-
-    def __getitem__(self, s: slice) -> _Shifted:
-        a, b, _ = s.indices(self.shape[0])
-        return _Shifted(self.h0, self.Y, self.start + a, self.start + max(a, b))
-
-    def reshape(self, *shape) -> Tensor:
-        a, b = self.start, self.stop
-        if a > 0:
-            return self.Y[a - 1 : b - 1].reshape(*shape)
-        return torch.cat([self.h0.unsqueeze(0), self.Y[: max(b - 1, 0)]])[: b - a].reshape(*shape)
 
 
 def unroll_bptt(cell: Cell, xs: Tensor, state=None, *, lengths=None, reverse: bool = False, record: list | None = None):
