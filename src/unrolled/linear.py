@@ -70,7 +70,7 @@ class PackedLinear:
 
         nb = next((b for b in BLOCK_SIZES if weight.shape[0] % b == 0), None)
         ops = native.ops() if nb else None
-        if ops is not None:
+        if ops is not None and ops.micro_kernel():
             self.packed, self.blocked = blocks(weight, nb), True
         elif batch_size * weight.numel() >= PACK_MIN_MACS:
             self.packed = torch.ops.mkldnn._reorder_linear_weight(_contiguous(weight), batch_size)

@@ -80,6 +80,11 @@ void with_act(int64_t code, const F& f) {
 // - an MkldnnCPU tensor: oneDNN's linear with the weight packed once;
 // - none: at::mm.
 constexpr int64_t TILE_ROWS = 64;
+#ifdef CPUBLAS_BRGEMM_F32F32F32  // libtorch's headers say whether it has the float32 micro-kernel (2.6 on)
+constexpr bool HAS_MICRO_KERNEL = true;
+#else
+constexpr bool HAS_MICRO_KERNEL = false;  // linear.py then never makes blocks
+#endif
 
 bool is_blocks(const std::optional<at::Tensor>& packed) { return packed && packed->dim() == 3 && !packed->is_mkldnn(); }
 
@@ -95,8 +100,12 @@ void blocked_product(const at::Tensor& x, const at::Tensor& blocks, float* out, 
   at::parallel_for(0, tiles, grain, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t j = t % nblocks, r = t / nblocks * TILE_ROWS, m = std::min(TILE_ROWS, M - r);
+#ifdef CPUBLAS_BRGEMM_F32F32F32
       at::native::cpublas::brgemm(m, nb, K, ldx, nb, ldo, add, a + r * ldx, b + j * K * nb, out + r * ldo + j * nb,
                                   false);
+#else
+      TORCH_CHECK(false, "unrolled native engine: this build of torch has no float32 micro-kernel");
+#endif
     }
   });
 }

@@ -298,6 +298,7 @@ TORCH_LIBRARY(unrolled, m) {
   m.def("transposed(Tensor w) -> Tensor", &transposed);
   m.def("mm(Tensor a, Tensor b, Tensor(a!) out, bool accumulate) -> ()", &mm);
   m.def("blocked_linear(Tensor x, Tensor blocks, Tensor? bias, Tensor? acc) -> Tensor", &blocked_linear);
+  m.def("micro_kernel() -> bool", [] { return HAS_MICRO_KERNEL; });
   m.def("elman_forward(Tensor(a!) xp, Tensor h0, Tensor w, Tensor? packed, int act, Tensor(b!) y, Tensor? lengths) -> ()",
         &elman_forward);
   m.def("elman_backward(Tensor(a!) dz, Tensor y, Tensor dy, Tensor dh, Tensor d_final, Tensor wt, Tensor? packed, "
