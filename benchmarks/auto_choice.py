@@ -7,25 +7,13 @@ src/unrolled/layers.py come from this table.
     .venv/bin/python benchmarks/auto_choice.py     # about a minute
 """
 
-import statistics
-import time
-
 import torch
 
+from unrolled.bench import median_seconds
 from unrolled.cli import keep_freed_memory
 from unrolled.layers import LAYERS
 
 SIZES = [(32, 100, 512, 2), (64, 50, 128, 1), (8, 30, 64, 1)]  # B, T, H, layers: charlm, small, tiny
-
-
-def median_ms(fn, rounds=7):
-    fn()
-    times = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1000 * statistics.median(times)
 
 
 def speedups(name: str, B: int, T: int, H: int, L: int) -> list[float]:
@@ -45,7 +33,9 @@ def speedups(name: str, B: int, T: int, H: int, L: int) -> list[float]:
             layer(x, backend=backend)
 
     cases = [lambda b: train(b), lambda b: train(b, lengths), forward]
-    return [median_ms(lambda c=case: c("fused")) / median_ms(lambda c=case: c("bptt")) for case in cases]
+    return [
+        median_seconds(lambda c=case: c("fused"), 7) / median_seconds(lambda c=case: c("bptt"), 7) for case in cases
+    ]
 
 
 def main():

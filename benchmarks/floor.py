@@ -14,13 +14,10 @@ with no other cost at all would meet it.
     .venv/bin/python benchmarks/floor.py     # about 2 minutes
 """
 
-import statistics
-import time
-
 import torch
 import torch.nn.functional as F
 
-from unrolled.bench import CLASSES, SIZES, _Model, _train_step
+from unrolled.bench import CLASSES, SIZES, _Model, bench_training, median_seconds
 from unrolled.cli import keep_freed_memory
 from unrolled.engine import native
 from unrolled.linear import GRAD_CHUNK_ROWS, PackedLinear
@@ -30,14 +27,8 @@ GATES = {"elman": 1, "jordan": 1, "gru": 3, "lstm": 4}
 BARS = {"jordan": ("reference", 3.0), "gru": ("reference", 3.0), "lstm": ("torch", 0.9)}  # comparator, ratio
 
 
-def median_s(fn, rounds=9):
-    fn()
-    times = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def median_s(fn) -> float:
+    return median_seconds(fn, 9)
 
 
 def product(rows: int, k: int, n: int) -> float:
@@ -104,24 +95,9 @@ def floor_ms(cell: str, size: str) -> dict[str, float]:
 
 
 def step_ms(cell: str, size: str, backends: list[str], rounds: int = 5) -> dict[str, float]:
-    """Median training-step times of `backends`, interleaved round by round (as `unrolled bench`)."""
-    s = SIZES[size]
-    x = torch.randn(s["batch"], s["steps"], s["hidden"], requires_grad=True)
-    y = torch.randint(0, CLASSES, (s["batch"], s["steps"]))
-    steps = {}
-    for b in backends:
-        torch.manual_seed(0)
-        model = _Model(cell, b, s["hidden"], s["layers"])
-        steps[b] = _train_step(model, torch.optim.Adam(model.parameters(), lr=1e-3), x, y)
-        steps[b]()
-    times = {b: [] for b in backends}
-    for _ in range(rounds):
-        for b, step in steps.items():
-            step()
-            t0 = time.perf_counter()
-            step()
-            times[b].append(time.perf_counter() - t0)
-    return {b: 1000 * statistics.median(t) for b, t in times.items()}
+    """Median training-step times of `backends`, as `unrolled bench` measures them (interleaved rounds)."""
+    rows = bench_training(size, [cell], backends, rounds, torch.device("cpu"), log=lambda *_: None)
+    return {r["backend"]: r["step_ms"] for r in rows}
 
 
 def main():

@@ -103,6 +103,17 @@ def peak_memory_mb(fn: Callable[[], None], device: torch.device) -> float:
     return (peak - base) / 2**20
 
 
+def median_seconds(fn: Callable[[], object], rounds: int) -> float:
+    """The median wall time of `rounds` calls of `fn`, after one untimed call (the benchmark scripts' timer)."""
+    fn()
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
 def _sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize()

@@ -63,7 +63,7 @@ class PackedLinear:
     pays, else as it is."""
 
     def __init__(self, weight: Tensor, batch_size: int, uses: int):
-        self.weight, self.packed, self.blocked = weight, None, False
+        self.weight, self.packed, self._kernel = weight, None, None  # _kernel: the engine's ops, for blocks
         if uses < PACK_MIN_USES or not _onednn_usable(weight):
             return
         from .engine import native
@@ -71,19 +71,22 @@ class PackedLinear:
         nb = next((b for b in BLOCK_SIZES if weight.shape[0] % b == 0), None)
         ops = native.ops() if nb else None
         if ops is not None and ops.micro_kernel():
-            self.packed, self.blocked = blocks(weight, nb), True
+            self.packed, self._kernel = blocks(weight, nb), ops
         elif batch_size * weight.numel() >= PACK_MIN_MACS:
             self.packed = torch.ops.mkldnn._reorder_linear_weight(_contiguous(weight), batch_size)
+
+    @property
+    def blocked(self) -> bool:
+        """Whether W is prepared as blocks for the micro-kernel."""
+        return self._kernel is not None
 
     def add_into(self, x: Tensor, out: Tensor) -> Tensor:
         """out += x Wᵀ, in place; returns out."""
         return out.addmm_(x, self.weight.T) if self.packed is None else out.add_(self(x))
 
     def __call__(self, x: Tensor, bias: Tensor | None = None, acc: Tensor | None = None) -> Tensor:
-        if self.blocked:
-            from .engine import native
-
-            return native.ops().blocked_linear(x, self.packed, bias, acc)
+        if self._kernel is not None:
+            return self._kernel.blocked_linear(x, self.packed, bias, acc)
         if self.packed is None:
             return F.linear(x, self.weight, bias) if acc is None else torch.addmm(acc, x, self.weight.T)
         if acc is None:

@@ -95,21 +95,23 @@ class JordanCell(Cell):
     def native(self) -> bool:
         return self.output_activation in ACT_CODES  # not softmax: that one runs in Python
 
+    @property
+    def _codes(self) -> tuple[int, int]:
+        return ACT_CODES[self.hidden_activation], ACT_CODES[self.output_activation]
+
     def native_forward(self, ops, XP: Tensor, y: Tensor, Y: Tensor, rec, b_rec, lengths):
         """All T steps: h_t over XP (kept as `hs`, a (T, B, H) tensor), y_t into Y."""
-        codes = ACT_CODES[self.hidden_activation], ACT_CODES[self.output_activation]
         out = self.out
-        ops.jordan_forward(XP, y, rec.weight, rec.packed, out.weight, out.packed, self.bias_y, *codes, Y, lengths)
+        ops.jordan_forward(XP, y, rec.weight, rec.packed, out.weight, out.packed, self.bias_y, *self._codes, Y, lengths)
         self.hs = XP
         return last_steps(Y, lengths), Y
 
     def native_backward(self, ops, Y, t0, t1, dY, dy, d_final, back, da, _, lengths, norms):
         """Steps t1-1..t0 back, writing ∂L/∂a into `da` and ∂L/∂o into this pass's chunk buffer `dos`."""
-        codes = ACT_CODES[self.hidden_activation], ACT_CODES[self.output_activation]
         ob, dos = self.out_back, self.dos[: t1 - t0]
         buffers = (da, dos, self.hs, Y, dY, dy, d_final)
         weights = (back.weight, back.packed, ob.weight, ob.packed)
-        return ops.jordan_backward(*buffers, *weights, *codes, t0, t1, lengths, norms)
+        return ops.jordan_backward(*buffers, *weights, *self._codes, t0, t1, lengths, norms)
 
     def extra_grads(self, t0: int, t1: int) -> dict[str, Tensor]:
         """The output weights' gradients from steps t0..t1-1, one GEMM: Σ_t do_tᵀ h_t and Σ_t do_t."""
