@@ -403,6 +403,41 @@ def test_weight_blocks_and_the_micro_kernel_product_match_torch():
         ops.lstm_forward(XP, h, h, W, make_blocks(torch.zeros(128, 16), 32), Y, C, None)
 
 
+def test_steps_linear_reads_and_writes_batch_first_steps_where_they_lie():
+    """out[t] = x[t] Wᵀ (+ b) on the micro-kernel, x and out batch-first tensors seen time-major (and contiguous
+    ones), 3, 64 and 70 rows a step, against torch; the op refuses what does not fit; PackedLinear.over_steps
+    gives the same where the kernel does not serve (a weight of 40 rows)."""
+    from unrolled.linear import PackedLinear
+    from unrolled.linear import blocks as make_blocks
+
+    ops = native.ops()
+    if ops is None or not ops.micro_kernel():
+        pytest.skip("no micro-kernel")
+    torch.manual_seed(0)
+    for B in (3, 64, 70):
+        x_bf, W, b = torch.randn(B, 5, 48), torch.randn(128, 48), torch.randn(128)
+        x = x_bf.transpose(0, 1)  # (T, B, K), rows 5 × 48 apart
+        want = torch.einsum("tbk,nk->tbn", x.double(), W.double())
+        for bias in (None, b):
+            out_bf = torch.full((B, 5, 128), float("nan"))
+            ops.steps_linear(x, make_blocks(W, 32), bias, out_bf.transpose(0, 1))
+            assert_close(out_bf.transpose(0, 1).double(), want + (0 if bias is None else b.double()), 5e-5)
+        out = torch.empty(5, B, 128)
+        ops.steps_linear(x.contiguous(), make_blocks(W, 64), b, out)
+        assert_close(out.double(), want + b.double(), 5e-5)
+        for w in (W, torch.randn(40, 48)):
+            assert_close(PackedLinear(w, B, 5).over_steps(x, None).double(), x.double() @ w.double().T, 5e-5)
+    bad = [
+        lambda: ops.steps_linear(x.double(), make_blocks(W, 32), None, out),  # dtype
+        lambda: ops.steps_linear(x, make_blocks(W[:64], 32), None, out),  # blocks of another width
+        lambda: ops.steps_linear(x, make_blocks(W, 32), b[:3], out),  # bias
+        lambda: ops.steps_linear(x[..., ::2], make_blocks(W[:, :24], 32), None, out),  # rows not contiguous
+    ]
+    for call in bad:
+        with pytest.raises(RuntimeError, match="steps_linear"):
+            call()
+
+
 @pytest.mark.parametrize("kernel", [True, False])
 @pytest.mark.parametrize("name", ["elman", "jordan", "lstm", "gru"])
 def test_engine_on_the_micro_kernel_matches_reference_in_float32(name, kernel, steps, monkeypatch):
@@ -424,20 +459,23 @@ def test_engine_on_the_micro_kernel_matches_reference_in_float32(name, kernel, s
     if steps == "c++":
         made = [PackedLinear(torch.randn(96, 32), 4, 9), PackedLinear(torch.randn(96, 32).T, 4, 9)]
         assert all(p.blocked == kernel and p.packed is not None for p in made)
+    monkeypatch.setattr(linear, "GRAD_CHUNK_ROWS", 12)  # Elman's and Jordan's sums (and ∂X) in chunks of 3 steps
     torch.manual_seed(0)
-    layer = LAYERS[name](3, 32, num_layers=2, bidirectional=True)
 
     def final(state):
         return state if isinstance(state, torch.Tensor) else state[0]
 
+    # input 3: ∂X through oneDNN's matmul; the second layer's input 64: on the micro-kernel, into a batch-first ∂X
+    layer = LAYERS[name](3, 32, num_layers=2, bidirectional=True)
     _assert_bptt_matches_reference_in_float32(layer, 9, [9, 5, 2, 1], final, lambda state: [final(state)])
+    if name == "jordan":  # input = hidden: ∂X over the spent h_t, on the micro-kernel
+        _assert_bptt_matches_reference_in_float32(LAYERS[name](32, 32), 9, [9, 5, 2, 1], final, lambda s: [final(s)])
 
 
 def _assert_bptt_matches_reference_in_float32(layer, steps, lengths, final, kept):
-    """A batch of 4 padded sequences of 3 features through `layer` on both backends; the loss weighs the outputs
-    by a ramp and adds the squares of `final(state)`. The outputs, `kept(state)`, ∂X and every weight's gradient
-    agree to 1e-5."""
-    xs = torch.randn(4, steps, 3, requires_grad=True)
+    """A batch of 4 padded sequences through `layer` on both backends; the loss weighs the outputs by a ramp and
+    adds the squares of `final(state)`. The outputs, `kept(state)`, ∂X and every weight's gradient agree to 1e-5."""
+    xs = torch.randn(4, steps, layer.input_size, requires_grad=True)
     results = {}
     for backend in ("reference", "bptt"):
         layer.zero_grad(set_to_none=True)

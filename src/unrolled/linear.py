@@ -56,6 +56,18 @@ def blocks(w: Tensor, nb: int) -> Tensor:
     return wt.unflatten(1, (w.shape[0] // nb, nb)).transpose(0, 1).contiguous()
 
 
+def _micro_kernel(weight: Tensor) -> tuple[object, int] | tuple[None, None]:
+    """(the engine's ops, the block size) where products with this weight can run on the micro-kernel: float32 on
+    the CPU, out_features a multiple of a block size, the C++ ops built with the kernel; else (None, None)."""
+    nb = next((b for b in BLOCK_SIZES if weight.shape[0] % b == 0), None)
+    if nb is None or not _onednn_usable(weight):
+        return None, None
+    from .engine import native
+
+    ops = native.ops()
+    return (ops, nb) if ops is not None and ops.micro_kernel() else (None, None)
+
+
 class PackedLinear:
     """x ↦ x Wᵀ + b, or x Wᵀ + acc, for one W used `uses` times (once per time step), prepared once: on the CPU in
     float32, as column blocks of Wᵀ for oneDNN's batch-reduce GEMM micro-kernel (the engine's C++ loops call it
@@ -66,11 +78,8 @@ class PackedLinear:
         self.weight, self.packed, self._kernel = weight, None, None  # _kernel: the engine's ops, for blocks
         if uses < PACK_MIN_USES or not _onednn_usable(weight):
             return
-        from .engine import native
-
-        nb = next((b for b in BLOCK_SIZES if weight.shape[0] % b == 0), None)
-        ops = native.ops() if nb else None
-        if ops is not None and ops.micro_kernel():
+        ops, nb = _micro_kernel(weight)
+        if ops is not None:
             self.packed, self._kernel = blocks(weight, nb), ops
         elif batch_size * weight.numel() >= PACK_MIN_MACS:
             self.packed = torch.ops.mkldnn._reorder_linear_weight(_contiguous(weight), batch_size)
@@ -79,6 +88,18 @@ class PackedLinear:
     def blocked(self) -> bool:
         """Whether W is prepared as blocks for the micro-kernel."""
         return self._kernel is not None
+
+    def over_steps(self, x: Tensor, bias: Tensor | None = None, out: Tensor | None = None) -> Tensor:
+        """out[t] = x[t] Wᵀ (+ b) for every step of x (T, B, F), at once. On the micro-kernel, x and out may be
+        batch-first tensors seen time-major (rows contiguous): read and written where they lie, with no transposing
+        copy and no packing for oneDNN's linear. Else one GEMM over x's rows. Returns out (by default a new (T, B, N))."""
+        T, B = x.shape[:2]
+        if self.blocked and x.stride(-1) == 1 and x.dtype == self.weight.dtype and (out is None or out.stride(-1) == 1):
+            out = x.new_empty(T, B, self.weight.shape[0]) if out is None else out
+            self._kernel.steps_linear(x, self.packed, bias, out)
+            return out
+        y = linear(x.reshape(T * B, -1), self.weight, bias).view(T, B, -1)
+        return y if out is None else out.copy_(y)
 
     def add_into(self, x: Tensor, out: Tensor) -> Tensor:
         """out += x Wᵀ, in place; returns out."""
@@ -159,6 +180,14 @@ def matmul_into(a: Tensor, b: Tensor, out: Tensor, accumulate: bool = False, one
         return out.addmm_(a, b) if accumulate else torch.mm(a, b, out=out)
     ops.mm(_plain(a), _plain(b), out, accumulate)
     return out
+
+
+def row_sum(d: Tensor) -> Tensor:
+    """Σ over the rows of d (…, G): a bias's gradient, as a product with a vector of ones. (A CUDA reduction over
+    this many rows keeps its partial sums in a buffer about as large as d: 25 MB of the LSTM's 119 MB peak at
+    the charlm size, on an H100; a matrix–vector product keeps none.)"""
+    rows = d.reshape(-1, d.shape[-1])
+    return rows.new_ones(rows.shape[0]) @ rows
 
 
 def weight_grads(d: Tensor | list[Tensor], *xs: Tensor, onednn: bool | None = None) -> list[Tensor]:

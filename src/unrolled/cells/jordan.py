@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..linear import PackedLinear, chunk_steps, onednn_for_grads, weight_grads
+from ..linear import PackedLinear, chunk_steps, onednn_for_grads, row_sum, weight_grads
 from .base import ACT_CODES, Cell, activation, activation_into, last_steps, sigmoid_grad, tanh_grad
 
 HIDDEN_ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")
@@ -123,7 +123,7 @@ class JordanCell(Cell):
             self.hs[t0:t1] = [None] * (t1 - t0)  # gone, as the steps' own saved tensors are
         grads = {"weight_hy": weight_grads(do, h, onednn=self.onednn)[0]}
         if self.bias_y is not None:
-            grads["bias_y"] = do.sum((0, 1))
+            grads["bias_y"] = row_sum(do)
         return grads
 
     def spent_by_chunk(self) -> Tensor | None:

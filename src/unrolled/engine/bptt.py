@@ -41,7 +41,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ..cells.base import Cell
-from ..linear import PackedLinear, chunk_steps, linear, matmul_into, onednn_for_grads, weight_grads
+from ..linear import PackedLinear, chunk_steps, matmul_into, onednn_for_grads, row_sum, weight_grads
 from ..unroll import prepare, reverse_padded, step_masks, where_state
 from . import native
 
@@ -80,7 +80,7 @@ def _forward(c: Cell, X: Tensor, state0, masks, w: dict, ops=None, lengths=None)
         b_in, b_rec = (b_rec if b_in is None else b_in + b_rec), None
     T, B = X.shape[:2]
     c.engine_setup(B, T)
-    XP = linear(X.flatten(0, 1), w["weight_ih"], b_in).view(T, B, -1)  # (T, B, G), one GEMM
+    XP = PackedLinear(w["weight_ih"], B, T).over_steps(X, b_in)  # (T, B, G), all steps at once
     rec = PackedLinear(w[c.rec_weight], B, T)
     Y = X.new_empty(T, B, c.output_size)  # each step writes y_t into Y[t]
     if ops is not None:  # a padded row's r_{t-1} differs from y_{t-1} only where ∂L/∂z_t = 0: R is not needed
@@ -227,17 +227,30 @@ class _ChunkSums:
         if self.rec:
             self._acc(c.rec_weight, self._rec_grad(dxp if c.additive else drp, t0, t1))
         if c.in_bias in self.w:
-            self._acc(c.in_bias, dxp.sum((0, 1)) if bias_sums is None else bias_sums[0])
+            self._acc(c.in_bias, row_sum(dxp) if bias_sums is None else bias_sums[0])
         if not c.additive and c.rec_bias in self.w:
-            self._acc(c.rec_bias, drp.sum((0, 1)) if bias_sums is None else bias_sums[1])
+            self._acc(c.rec_bias, row_sum(drp) if bias_sums is None else bias_sums[1])
         for name, g in c.extra_grads(t0, t1).items():
             self._acc(name, g)
         if self.want_dX:  # ∂X = ∂XP W_ih, written where it goes
-            if self.dX is None:  # where the cell has memory it is done with (Jordan's h_t), ∂X goes there
-                spare = c.spent_by_chunk()
-                fits = spare is not None and spare.shape == self.X.shape and spare.dtype == self.X.dtype
-                self.dX = spare if fits else self.X.new_empty(self.X.shape)
-            matmul_into(dxp.flatten(0, 1), self.w["weight_ih"], self.dX[t0:t1].view(-1, self.X.shape[2]))
+            if self.dX is None:
+                T, B = self.X.shape[:2]
+                self.dX_linear = PackedLinear(self.w["weight_ih"].T, B, T)  # ∂X = ∂XP W_ih
+                self.dX = self._dX_buffer()
+            if self.dX_linear.blocked:
+                self.dX_linear.over_steps(dxp, out=self.dX[t0:t1])
+            else:
+                matmul_into(dxp.flatten(0, 1), self.w["weight_ih"], self.dX[t0:t1].view(-1, self.X.shape[2]))
+
+    def _dX_buffer(self) -> Tensor:
+        """Where ∂X goes, (T, B, F) time-major: where the cell has memory it is done with (Jordan's h_t), there;
+        else, on the micro-kernel, a batch-first tensor (what the layer returns, so that no copy follows); else a
+        time-major one."""
+        X, spare = self.X, self.c.spent_by_chunk()
+        if spare is not None and spare.shape == X.shape and spare.dtype == X.dtype:
+            return spare
+        T, B, F = X.shape
+        return X.new_empty(B, T, F).transpose(0, 1) if self.dX_linear.blocked else X.new_empty(X.shape)
 
     def _rec_grad(self, d, t0: int, t1: int) -> Tensor:
         """Σ_t ∂rp_tᵀ r_{t-1} over steps t0..t1-1 (d: their ∂L/∂rp, or its column blocks). r_{t-1} is y_{t-1}, read
