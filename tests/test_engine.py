@@ -304,11 +304,12 @@ def test_engine_runs_the_cpp_loops_where_it_can_and_the_python_steps_elsewhere(k
 @pytest.mark.parametrize("name", ["elman", "jordan", "lstm", "gru"])
 @pytest.mark.parametrize("dtype", [torch.double, torch.float])
 def test_cpp_loops_split_between_threads_give_the_same_numbers(name, dtype):
-    """The C++ loops split a step's rows (and in float32 its product's tiles, 300 rows: five of 64) between threads
-    when the step is large: 2 threads = 1 thread."""
+    """The C++ loops split the batch's rows between threads: in float32 (the micro-kernel) each thread runs every
+    step for its own 150 rows; in float64 each step's rows are split when the step is large. 2 threads = 1 thread."""
     if native.ops() is None:
         pytest.skip("no C++ loops")
     layer = LAYERS[name](5, 64, dtype=dtype)
+    layer.record_grad_norms = True  # the norms' per-thread sums too
     xs = torch.randn(300, 3, 5, dtype=dtype, requires_grad=True)
     results, before = [], torch.get_num_threads()
     for threads in (1, 2):
@@ -318,7 +319,7 @@ def test_cpp_loops_split_between_threads_give_the_same_numbers(name, dtype):
             xs.grad = None
             ys, _ = layer(xs, backend="bptt")
             (torch.linspace(-1, 1, ys.numel(), dtype=ys.dtype).view_as(ys) * ys).sum().backward()
-            results.append([ys, xs.grad, *[p.grad for p in layer.parameters()]])
+            results.append([ys, xs.grad, *[p.grad for p in layer.parameters()], layer.grad_norms[0][0]])
         finally:
             torch.set_num_threads(before)
     for a, b in zip(*results):  # float32: the biases' sums, one partial sum per thread, differ in rounding (~4e-5)
@@ -470,12 +471,19 @@ def test_engine_on_the_micro_kernel_matches_reference_in_float32(name, kernel, s
     _assert_bptt_matches_reference_in_float32(layer, 9, [9, 5, 2, 1], final, lambda state: [final(state)])
     if name == "jordan":  # input = hidden: ∂X over the spent h_t, on the micro-kernel
         _assert_bptt_matches_reference_in_float32(LAYERS[name](32, 32), 9, [9, 5, 2, 1], final, lambda s: [final(s)])
+    if kernel and steps == "c++":  # 20 padded rows on 2 threads: each runs all the steps of its 10 rows
+        before = torch.get_num_threads()
+        torch.set_num_threads(2)
+        try:
+            _assert_bptt_matches_reference_in_float32(layer, 9, [9, 5, 2, 1] * 5, final, lambda s: [final(s)])
+        finally:
+            torch.set_num_threads(before)
 
 
 def _assert_bptt_matches_reference_in_float32(layer, steps, lengths, final, kept):
-    """A batch of 4 padded sequences through `layer` on both backends; the loss weighs the outputs by a ramp and
+    """A batch of padded sequences (one per length) through `layer` on both backends; the loss weighs the outputs by a ramp and
     adds the squares of `final(state)`. The outputs, `kept(state)`, ∂X and every weight's gradient agree to 1e-5."""
-    xs = torch.randn(4, steps, layer.input_size, requires_grad=True)
+    xs = torch.randn(len(lengths), steps, layer.input_size, requires_grad=True)
     results = {}
     for backend in ("reference", "bptt"):
         layer.zero_grad(set_to_none=True)

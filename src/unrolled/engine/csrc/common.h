@@ -156,7 +156,8 @@ void check_rows(const at::Tensor& t, const at::Tensor& Y) {
 // row's last step), and its backward passes nothing: ∂L/∂ of the final state enters at the row's last step.
 struct Lengths {
   const int64_t* p;
-  explicit Lengths(const std::optional<at::Tensor>& lengths) : p(lengths ? lengths->data_ptr<int64_t>() : nullptr) {}
+  explicit Lengths(const std::optional<at::Tensor>& lengths, int64_t b0 = 0)  // rows from b0 on
+      : p(lengths ? lengths->data_ptr<int64_t>() + b0 : nullptr) {}
   bool past(int64_t t, int64_t b) const { return p && t >= p[b]; }
   bool last(int64_t t, int64_t b) const { return p && t == p[b] - 1; }
 };
@@ -167,6 +168,42 @@ void check_lengths(const std::optional<at::Tensor>& lengths, int64_t B, int64_t 
   TORCH_CHECK(l.scalar_type() == at::kLong && l.is_contiguous() && l.device().is_cpu() && l.numel() == B &&
                   (B == 0 || (l.min().item<int64_t>() >= 1 && l.max().item<int64_t>() <= S)),
               "unrolled native engine: lengths must be B int64 values in [1, steps]");
+}
+
+// The batch's rows are independent through time. Where a loop's weights are blocks for the micro-kernel, each
+// thread runs every step for its own rows: one parallel region for the whole loop instead of two to four a step,
+// and no row written by one core and read by another. f(b0, b1) runs the loop over rows b0..b1-1 (the products
+// and passes inside it then run on the calling thread); elsewhere f(0, B), whose steps split their products and
+// passes between threads. A/B of the training step, split against not, alternated in one process: Jordan 0.96×
+// the time at the small size, Elman 0.97–0.98×, LSTM and GRU the same; 0.98–0.99× for each at the charlm size.
+constexpr int64_t SPLIT_MIN_ROWS = 8;
+
+// Which row of a per-thread accumulator (BiasSums, StepNorms) the calling thread adds into. Inside over_rows'
+// split, the passes of a loop run on the calling thread under ATen's guard, which reports thread 0 there: the
+// split's own thread number is kept here for them.
+thread_local int64_t split_thread = -1;
+
+int64_t my_slot() { return split_thread >= 0 ? split_thread : at::get_thread_num(); }
+
+template <typename F>
+void over_rows(int64_t B, bool split, const F& f) {
+  if (!split || at::get_num_threads() < 2 || B < 2 * SPLIT_MIN_ROWS || at::in_parallel_region()) return f(0, B);
+  at::parallel_for(0, B, SPLIT_MIN_ROWS, [&](int64_t b0, int64_t b1) {
+    struct Slot {
+      Slot() { split_thread = at::get_thread_num(); }
+      ~Slot() { split_thread = -1; }
+    } slot;
+    f(b0, b1);
+  });
+}
+
+// Rows b0..b1-1 of a batch: dimension 1 of a (steps, B, ·) buffer, dimension 0 of a (B, ·) state.
+at::Tensor rows(const at::Tensor& t, int64_t b0, int64_t b1) { return t.narrow(t.dim() == 3 ? 1 : 0, b0, b1 - b0); }
+
+// Step t of a (steps, B, ·) buffer, or of rows of one: its first element.
+template <typename T>
+T* step_ptr(const at::Tensor& X, int64_t t) {
+  return X.data_ptr<T>() + t * X.stride(0);
 }
 
 // f(b) for every batch row b; the rows are split between threads from 4096 values a step up (same-process A/B of
@@ -186,7 +223,7 @@ struct BiasSums {
   BiasSums(const at::Tensor& like, int64_t n, int64_t G) : acc(at::zeros({at::get_num_threads(), n * G}, like.options())) {}
   template <typename T>
   T* mine() const {
-    return acc.data_ptr<T>() + at::get_thread_num() * acc.size(1);
+    return acc.data_ptr<T>() + my_slot() * acc.size(1);
   }
   at::Tensor total(int64_t n) const { return acc.sum(0).view({n, -1}); }
 };
@@ -207,7 +244,7 @@ struct StepNorms {
   }
   template <typename T>
   void add(int64_t t, T squares) const {
-    if (acc.defined()) acc.data_ptr<T>()[at::get_thread_num() * acc.size(1) + t] += squares;
+    if (acc.defined()) acc.data_ptr<T>()[my_slot() * acc.size(1) + t] += squares;
   }
   void write(int64_t t0, int64_t t1) const {
     if (out.defined()) out.slice(0, t0, t1).copy_(acc.sum(0).slice(0, t0, t1).sqrt());

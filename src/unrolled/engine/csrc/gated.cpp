@@ -9,16 +9,17 @@ namespace {
 // Saves the gates over XP[t] and c_t into C[t].
 
 template <typename T>
-void lstm_forward_t(at::Tensor& XP, const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& W,
-                    const std::optional<at::Tensor>& packed, at::Tensor& Y, at::Tensor& C, const Lengths& len) {
-  const int64_t S = XP.size(0), B = XP.size(1), H = Y.size(2), n = B * H;
+void lstm_forward_t(const at::Tensor& XP, const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& W,
+                    const std::optional<at::Tensor>& packed, const at::Tensor& Y, const at::Tensor& C,
+                    const Lengths& len) {
+  const int64_t S = XP.size(0), B = XP.size(1), H = Y.size(2);
   at::Tensor h = h0;
   for (int64_t t = 0; t < S; ++t) {
     product_into(h, W, packed, XP.select(0, t), true);  // z_t = xp_t + h W_hhᵀ, over xp_t
-    T* z = XP.data_ptr<T>() + t * 4 * n;
-    const T* cp = t == 0 ? c0.data_ptr<T>() : C.data_ptr<T>() + (t - 1) * n;
-    T* cn = C.data_ptr<T>() + t * n;
-    T* y = Y.data_ptr<T>() + t * n;
+    T* z = step_ptr<T>(XP, t);
+    const T* cp = t == 0 ? c0.data_ptr<T>() : step_ptr<T>(C, t - 1);
+    T* cn = step_ptr<T>(C, t);
+    T* y = step_ptr<T>(Y, t);
     each_row(B, 4 * H, [&](int64_t b) {
       T* zb = z + b * 4 * H;
       const T* cpb = cp + b * H;
@@ -52,26 +53,31 @@ void lstm_forward(at::Tensor XP, const at::Tensor& h0, const at::Tensor& c0, con
   check_lengths(lengths, XP.size(1), XP.size(0));
   check_range(XP, Y, 0, XP.size(0));
   check_width(XP, 4 * H), check_width(C, H), check_weight(W, packed, 4 * H, H);
-  AT_DISPATCH_FLOATING_TYPES(XP.scalar_type(), "lstm_forward",
-                             [&] { lstm_forward_t<scalar_t>(XP, h0.contiguous(), c0.contiguous(), W, packed, Y, C, Lengths(lengths)); });
+  const at::Tensor h_0 = h0.contiguous(), c_0 = c0.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(XP.scalar_type(), "lstm_forward", [&] {
+    over_rows(XP.size(1), is_blocks(packed), [&](int64_t b0, int64_t b1) {
+      lstm_forward_t<scalar_t>(rows(XP, b0, b1), rows(h_0, b0, b1), rows(c_0, b0, b1), W, packed, rows(Y, b0, b1),
+                               rows(C, b0, b1), Lengths(lengths, b0));
+    });
+  });
 }
 
 // Back from ∂L/∂h_t, ∂L/∂c_t (dh, dc: the last step's on entry, ∂L/∂h_0, ∂L/∂c_0 on return):
 // dh += dy; dc += dh o (1 − tanh²c); d i, d f, d g, d o through σ' and tanh', written over the gates;
 // ∂c_{t-1} = dc f; ∂h_{t-1} = ∂z W_hh.
 template <typename T>
-void lstm_backward_t(at::Tensor& XP, const at::Tensor& C, const at::Tensor& c0, const at::Tensor& dY,
-                     at::Tensor& dh, at::Tensor& dc, const at::Tensor& Wt, const std::optional<at::Tensor>& packed,
+void lstm_backward_t(const at::Tensor& XP, const at::Tensor& C, const at::Tensor& c0, const at::Tensor& dY,
+                     at::Tensor& dh, const at::Tensor& dc, const at::Tensor& Wt, const std::optional<at::Tensor>& packed,
                      const BiasSums& sums, const Lengths& len, const StepNorms& norms) {
-  const int64_t S = XP.size(0), B = XP.size(1), H = C.size(2), n = B * H;
+  const int64_t S = XP.size(0), B = XP.size(1), H = C.size(2);
   const Rows<T> dy(dY);
   T* dcp = dc.data_ptr<T>();
   const at::Tensor final = dh;  // ∂L/∂h_final: dh is replaced step by step, this handle keeps it
   const T* dh_final = final.data_ptr<T>();
   for (int64_t t = S - 1; t >= 0; --t) {
-    T* z = XP.data_ptr<T>() + t * 4 * n;
-    const T* cp = t == 0 ? c0.data_ptr<T>() : C.data_ptr<T>() + (t - 1) * n;
-    const T* ct = C.data_ptr<T>() + t * n;
+    T* z = step_ptr<T>(XP, t);
+    const T* cp = t == 0 ? c0.data_ptr<T>() : step_ptr<T>(C, t - 1);
+    const T* ct = step_ptr<T>(C, t);
     const T* dhp = dh.data_ptr<T>();
     each_row(B, 4 * H, [&](int64_t b) {
       T* zb = z + b * 4 * H;
@@ -114,11 +120,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_backward(at::Tensor XP, cons
   check_lengths(lengths, XP.size(1), XP.size(0));
   check_rows(dY, C);
   check_width(XP, 4 * H), check_weight(Wt, packed, H, 4 * H);
-  at::Tensor dh = dhT.contiguous(), dc = dcT.clone(at::MemoryFormat::Contiguous);
+  at::Tensor dh = dhT.clone(at::MemoryFormat::Contiguous), dc = dcT.clone(at::MemoryFormat::Contiguous);
   const BiasSums sums(XP, 1, XP.size(2));
   const StepNorms step_norms(norms, XP, XP.size(0));
+  const at::Tensor c_0 = c0.contiguous();
   AT_DISPATCH_FLOATING_TYPES(XP.scalar_type(), "lstm_backward", [&] {
-    lstm_backward_t<scalar_t>(XP, C, c0.contiguous(), dY, dh, dc, Wt, packed, sums, Lengths(lengths), step_norms);
+    over_rows(XP.size(1), is_blocks(packed), [&](int64_t b0, int64_t b1) {
+      at::Tensor dh_rows = rows(dh, b0, b1);  // replaced step by step: its last value is copied back
+      lstm_backward_t<scalar_t>(rows(XP, b0, b1), rows(C, b0, b1), rows(c_0, b0, b1), rows(dY, b0, b1), dh_rows,
+                                rows(dc, b0, b1), Wt, packed, sums, Lengths(lengths, b0), step_norms);
+      rows(dh, b0, b1).copy_(dh_rows);
+    });
   });
   step_norms.write(0, XP.size(0));
   return {dh, dc, sums.total(1)};
@@ -129,18 +141,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_backward(at::Tensor XP, cons
 // Saves r, u, n over XP[t] and rp_n into HN[t].
 
 template <typename T>
-void gru_forward_t(at::Tensor& XP, const at::Tensor& h0, const at::Tensor& W, const std::optional<at::Tensor>& packed,
-                   const std::optional<at::Tensor>& bias, at::Tensor& Y, at::Tensor& HN, const Lengths& len) {
-  const int64_t S = XP.size(0), B = XP.size(1), H = Y.size(2), n = B * H;
+void gru_forward_t(const at::Tensor& XP, const at::Tensor& h0, const at::Tensor& W,
+                   const std::optional<at::Tensor>& packed, const std::optional<at::Tensor>& bias, const at::Tensor& Y,
+                   const at::Tensor& HN, const Lengths& len) {
+  const int64_t S = XP.size(0), B = XP.size(1), H = Y.size(2);
   const at::Tensor b_hh = bias ? bias->contiguous() : at::zeros({3 * H}, XP.options());
   const T* bh = b_hh.data_ptr<T>();
   at::Tensor rp = at::empty({B, 3 * H}, XP.options());  // h W_hhᵀ, one step's, in place step after step
   at::Tensor h = h0;
   for (int64_t t = 0; t < S; ++t) {
     product_into(h, W, packed, rp, false);
-    T* x = XP.data_ptr<T>() + t * 3 * n;
+    T* x = step_ptr<T>(XP, t);
     const T *mm = rp.data_ptr<T>(), *hp = h.data_ptr<T>();
-    T *hn = HN.data_ptr<T>() + t * n, *y = Y.data_ptr<T>() + t * n;
+    T *hn = step_ptr<T>(HN, t), *y = step_ptr<T>(Y, t);
     each_row(B, 3 * H, [&](int64_t b) {
       T* xb = x + b * 3 * H;
       const T* mb = mm + b * 3 * H;
@@ -172,8 +185,13 @@ void gru_forward(at::Tensor XP, const at::Tensor& h0, const at::Tensor& W, const
   check_range(XP, Y, 0, XP.size(0));
   check_width(XP, 3 * H), check_width(HN, H), check_weight(W, packed, 3 * H, H);
   TORCH_CHECK(!bias || (bias->numel() == 3 * H && bias->scalar_type() == XP.scalar_type()), "gru_forward: bias");
-  AT_DISPATCH_FLOATING_TYPES(XP.scalar_type(), "gru_forward",
-                             [&] { gru_forward_t<scalar_t>(XP, h0.contiguous(), W, packed, bias, Y, HN, Lengths(lengths)); });
+  const at::Tensor h_0 = h0.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(XP.scalar_type(), "gru_forward", [&] {
+    over_rows(XP.size(1), is_blocks(packed), [&](int64_t b0, int64_t b1) {
+      gru_forward_t<scalar_t>(rows(XP, b0, b1), rows(h_0, b0, b1), W, packed, bias, rows(Y, b0, b1), rows(HN, b0, b1),
+                              Lengths(lengths, b0));
+    });
+  });
 }
 
 // d = ∂h + dy; ∂u = d (h_prev − n) u(1 − u); ∂n = d (1 − u)(1 − n²); ∂r = ∂n rp_n r(1 − r);
@@ -181,19 +199,19 @@ void gru_forward(at::Tensor XP, const at::Tensor& h0, const at::Tensor& W, const
 // (read by then) for W_hh's gradient, and the whole row, for the product, into one step's scratch;
 // ∂h_{t-1} = d u + ∂rp W_hh.
 template <typename T>
-at::Tensor gru_backward_t(at::Tensor& XP, at::Tensor& HN, const at::Tensor& Y, const at::Tensor& h0,
+at::Tensor gru_backward_t(const at::Tensor& XP, const at::Tensor& HN, const at::Tensor& Y, const at::Tensor& h0,
                           const at::Tensor& dY, at::Tensor dh, const at::Tensor& Wt,
                           const std::optional<at::Tensor>& packed, const BiasSums& sums, const Lengths& len,
                           const StepNorms& norms) {
-  const int64_t S = XP.size(0), B = XP.size(1), H = Y.size(2), n = B * H;
+  const int64_t S = XP.size(0), B = XP.size(1), H = Y.size(2);
   const Rows<T> dy(dY);
   const at::Tensor final = dh;  // ∂L/∂h_final: dh is replaced step by step, this handle keeps it
   at::Tensor direct = at::empty_like(dh), drp = at::empty({B, 3 * H}, XP.options());
   T *dd = direct.data_ptr<T>(), *dr = drp.data_ptr<T>();
   for (int64_t t = S - 1; t >= 0; --t) {
-    T *x = XP.data_ptr<T>() + t * 3 * n, *hn = HN.data_ptr<T>() + t * n;
+    T *x = step_ptr<T>(XP, t), *hn = step_ptr<T>(HN, t);
     const T* running = dh.data_ptr<T>();
-    const T* hp = t == 0 ? h0.data_ptr<T>() : Y.data_ptr<T>() + (t - 1) * n;
+    const T* hp = t == 0 ? h0.data_ptr<T>() : step_ptr<T>(Y, t - 1);
     each_row(B, 3 * H, [&](int64_t b) {
       T *xb = x + b * 3 * H, *drb = dr + b * 3 * H, *sx = sums.mine<T>(), *sr = sx + 3 * H;
       if (len.past(t, b)) {  // nothing flows through a step past the row's end
@@ -239,12 +257,15 @@ std::tuple<at::Tensor, at::Tensor> gru_backward(at::Tensor XP, at::Tensor HN, co
   check_rows(dY, Y);
   check_range(XP, Y, 0, XP.size(0));
   check_width(XP, 3 * H), check_width(HN, H), check_weight(Wt, packed, H, 3 * H);
-  at::Tensor out;
+  const at::Tensor out = at::empty_like(dh, at::MemoryFormat::Contiguous), h_0 = h0.contiguous(), d_h = dh.contiguous();
   const BiasSums sums(XP, 2, XP.size(2));
   const StepNorms step_norms(norms, XP, XP.size(0));
   AT_DISPATCH_FLOATING_TYPES(XP.scalar_type(), "gru_backward", [&] {
-    out = gru_backward_t<scalar_t>(XP, HN, Y, h0.contiguous(), dY, dh.contiguous(), Wt, packed, sums,
-                                   Lengths(lengths), step_norms);
+    over_rows(XP.size(1), is_blocks(packed), [&](int64_t b0, int64_t b1) {
+      rows(out, b0, b1).copy_(gru_backward_t<scalar_t>(rows(XP, b0, b1), rows(HN, b0, b1), rows(Y, b0, b1),
+                                                       rows(h_0, b0, b1), rows(dY, b0, b1), rows(d_h, b0, b1), Wt,
+                                                       packed, sums, Lengths(lengths, b0), step_norms));
+    });
   });
   step_norms.write(0, XP.size(0));
   return {out, sums.total(2)};

@@ -144,14 +144,14 @@ void back_through_output(int64_t t, int64_t B, int64_t W, const T* y, const Rows
 // ∂h_{t-1} = ∂z W_hh.
 
 template <typename T, int A>
-void elman_forward_t(at::Tensor& XP, const at::Tensor& h0, const at::Tensor& W,
-                     const std::optional<at::Tensor>& packed, at::Tensor& Y, const Lengths& len) {
-  const int64_t S = XP.size(0), B = XP.size(1), H = Y.size(2), n = B * H;
+void elman_forward_t(const at::Tensor& XP, const at::Tensor& h0, const at::Tensor& W,
+                     const std::optional<at::Tensor>& packed, const at::Tensor& Y, const Lengths& len) {
+  const int64_t S = XP.size(0), B = XP.size(1), H = Y.size(2);
   at::Tensor h = h0;
   for (int64_t t = 0; t < S; ++t) {
     product_into(h, W, packed, XP.select(0, t), true);  // z_t = xp_t + h W_hhᵀ, over xp_t
-    const T* z = XP.data_ptr<T>() + t * n;
-    T* y = Y.data_ptr<T>() + t * n;
+    const T* z = step_ptr<T>(XP, t);
+    T* y = step_ptr<T>(Y, t);
     each_row(B, H, [&](int64_t b) {
       if (len.past(t, b)) {  // the row's sequence has ended: output 0 (its state is read at its last step)
         std::fill(y + b * H, y + (b + 1) * H, T(0));
@@ -172,23 +172,26 @@ void elman_forward(at::Tensor XP, const at::Tensor& h0, const at::Tensor& W,
   check_lengths(lengths, XP.size(1), XP.size(0));
   check_range(XP, Y, 0, XP.size(0));
   check_width(XP, H), check_weight(W, packed, H, H);
+  const at::Tensor h_0 = h0.contiguous();
   with_act(act_code, [&](auto A) {
     AT_DISPATCH_FLOATING_TYPES(XP.scalar_type(), "elman_forward", [&] {
-      elman_forward_t<scalar_t, decltype(A)::value>(XP, h0.contiguous(), W, packed, Y, Lengths(lengths));
+      over_rows(XP.size(1), is_blocks(packed), [&](int64_t b0, int64_t b1) {
+        elman_forward_t<scalar_t, decltype(A)::value>(rows(XP, b0, b1), rows(h_0, b0, b1), W, packed, rows(Y, b0, b1),
+                                                      Lengths(lengths, b0));
+      });
     });
   });
 }
 
 template <typename T, int A>
-at::Tensor elman_backward_t(at::Tensor& dZ, const at::Tensor& Y, const at::Tensor& dY, at::Tensor dh,
+at::Tensor elman_backward_t(const at::Tensor& dZ, const at::Tensor& Y, const at::Tensor& dY, at::Tensor dh,
                             const at::Tensor& d_final, const at::Tensor& Wt, const std::optional<at::Tensor>& packed,
                             int64_t t0, int64_t t1, const BiasSums& sums, const Lengths& len,
                             const StepNorms& norms) {
-  const int64_t B = Y.size(1), H = Y.size(2), n = B * H;
+  const int64_t B = Y.size(1), H = Y.size(2);
   const Rows<T> dy(dY);
   for (int64_t t = t1 - 1; t >= t0; --t) {
-    back_through_output<A>(t, B, H, Y.data_ptr<T>() + t * n, dy, dh, d_final, dZ.data_ptr<T>() + (t - t0) * n, len,
-                           norms, &sums);
+    back_through_output<A>(t, B, H, step_ptr<T>(Y, t), dy, dh, d_final, step_ptr<T>(dZ, t - t0), len, norms, &sums);
     dh = matmul(dZ.select(0, t - t0), Wt, packed);
   }
   return dh;
@@ -205,13 +208,17 @@ std::tuple<at::Tensor, at::Tensor> elman_backward(at::Tensor dZ, const at::Tenso
   check_rows(dY, Y);
   check_range(Y, dZ, t0, t1);
   check_width(dZ, H), check_weight(Wt, packed, H, H);
-  at::Tensor out;
+  const at::Tensor out = at::empty_like(dh, at::MemoryFormat::Contiguous), d_h = dh.contiguous(),
+                   d_fin = d_final.contiguous();
   const BiasSums sums(dZ, 1, dZ.size(2));
   const StepNorms step_norms(norms, Y, Y.size(0));
   with_act(act_code, [&](auto A) {
     AT_DISPATCH_FLOATING_TYPES(dZ.scalar_type(), "elman_backward", [&] {
-      out = elman_backward_t<scalar_t, decltype(A)::value>(dZ, Y, dY, dh.contiguous(), d_final.contiguous(), Wt, packed,
-                                                           t0, t1, sums, Lengths(lengths), step_norms);
+      over_rows(Y.size(1), is_blocks(packed), [&](int64_t b0, int64_t b1) {
+        rows(out, b0, b1).copy_(elman_backward_t<scalar_t, decltype(A)::value>(
+            rows(dZ, b0, b1), rows(Y, b0, b1), rows(dY, b0, b1), rows(d_h, b0, b1), rows(d_fin, b0, b1), Wt, packed,
+            t0, t1, sums, Lengths(lengths, b0), step_norms));
+      });
     });
   });
   step_norms.write(t0, t1);
@@ -222,22 +229,22 @@ std::tuple<at::Tensor, at::Tensor> elman_backward(at::Tensor dZ, const at::Tenso
 // h = σ_h(xp + y_prev W_yhᵀ), written over XP[t]; y = σ_y(h W_hyᵀ + b_y), into Y[t].
 
 template <typename T, int AH, int AY>
-void jordan_forward_t(at::Tensor& XP, const at::Tensor& y0, const at::Tensor& Wyh,
+void jordan_forward_t(const at::Tensor& XP, const at::Tensor& y0, const at::Tensor& Wyh,
                       const std::optional<at::Tensor>& packed, const at::Tensor& Why,
                       const std::optional<at::Tensor>& packed_out, const std::optional<at::Tensor>& bias_y,
-                      at::Tensor& Y, const Lengths& len) {
+                      const at::Tensor& Y, const Lengths& len) {
   const int64_t S = XP.size(0), B = XP.size(1), H = XP.size(2), O = Y.size(2);
   const T* by = bias_y ? bias_y->data_ptr<T>() : nullptr;
   at::Tensor y_prev = y0;
   for (int64_t t = 0; t < S; ++t) {
     product_into(y_prev, Wyh, packed, XP.select(0, t), true);  // xp_t + y_{t-1} W_yhᵀ, over xp_t
-    T* a = XP.data_ptr<T>() + t * B * H;
+    T* a = step_ptr<T>(XP, t);
     each_row(B, H, [&](int64_t b) {
 #pragma omp simd
       for (int64_t j = b * H; j < (b + 1) * H; ++j) a[j] = act<AH>(a[j]);
     });
     product_into(XP.select(0, t), Why, packed_out, Y.select(0, t), false);  // h_t W_hyᵀ, into Y[t]
-    T* y = Y.data_ptr<T>() + t * B * O;
+    T* y = step_ptr<T>(Y, t);
     each_row(B, O, [&](int64_t b) {
       T* yb = y + b * O;
       if (len.past(t, b)) {  // the row's sequence has ended: output 0 (its state is read at its last step)
@@ -261,11 +268,15 @@ void jordan_forward(at::Tensor XP, const at::Tensor& y0, const at::Tensor& Wyh, 
   check_range(XP, Y, 0, XP.size(0));
   check_weight(Wyh, packed, H, O), check_weight(Why, packed_out, O, H);
   TORCH_CHECK(!bias_y || (bias_y->numel() == O && bias_y->scalar_type() == XP.scalar_type()), "jordan_forward: bias");
+  const at::Tensor y_0 = y0.contiguous();
   with_act(act_h, [&](auto AH) {
     with_act(act_y, [&](auto AY) {
       AT_DISPATCH_FLOATING_TYPES(XP.scalar_type(), "jordan_forward", [&] {
-        jordan_forward_t<scalar_t, decltype(AH)::value, decltype(AY)::value>(XP, y0.contiguous(), Wyh, packed, Why,
-                                                                             packed_out, bias_y, Y, Lengths(lengths));
+        over_rows(XP.size(1), is_blocks(packed) && is_blocks(packed_out), [&](int64_t b0, int64_t b1) {
+          jordan_forward_t<scalar_t, decltype(AH)::value, decltype(AY)::value>(
+              rows(XP, b0, b1), rows(y_0, b0, b1), Wyh, packed, Why, packed_out, bias_y, rows(Y, b0, b1),
+              Lengths(lengths, b0));
+        });
       });
     });
   });
@@ -273,7 +284,7 @@ void jordan_forward(at::Tensor XP, const at::Tensor& y0, const at::Tensor& Wyh, 
 
 // ∂o = σ_y'(∂y_t + dy) into dO[t − t0]; ∂a = σ_h'(∂o W_hy) into dA[t − t0]; ∂y_{t-1} = ∂a W_yh.
 template <typename T, int AH, int AY>
-at::Tensor jordan_backward_t(at::Tensor& dA, at::Tensor& dO, const at::Tensor& Hs, const at::Tensor& Y,
+at::Tensor jordan_backward_t(const at::Tensor& dA, const at::Tensor& dO, const at::Tensor& Hs, const at::Tensor& Y,
                              const at::Tensor& dY, at::Tensor dy_state, const at::Tensor& d_final,
                              const at::Tensor& Wyh_t, const std::optional<at::Tensor>& packed, const at::Tensor& Why_t,
                              const std::optional<at::Tensor>& packed_out, int64_t t0, int64_t t1,
@@ -281,11 +292,11 @@ at::Tensor jordan_backward_t(at::Tensor& dA, at::Tensor& dO, const at::Tensor& H
   const int64_t B = Y.size(1), O = Y.size(2), H = Hs.size(2);
   const Rows<T> dy(dY);
   for (int64_t t = t1 - 1; t >= t0; --t) {
-    back_through_output<AY>(t, B, O, Y.data_ptr<T>() + t * B * O, dy, dy_state, d_final,
-                            dO.data_ptr<T>() + (t - t0) * B * O, len, norms, nullptr);
+    back_through_output<AY>(t, B, O, step_ptr<T>(Y, t), dy, dy_state, d_final, step_ptr<T>(dO, t - t0), len, norms,
+                            nullptr);
     product_into(dO.select(0, t - t0), Why_t, packed_out, dA.select(0, t - t0), false);  // ∂h = ∂o W_hy, into dA
-    const T* h = Hs.data_ptr<T>() + t * B * H;
-    T* da = dA.data_ptr<T>() + (t - t0) * B * H;
+    const T* h = step_ptr<T>(Hs, t);
+    T* da = step_ptr<T>(dA, t - t0);
     each_row(B, H, [&](int64_t b) {
       T* sb = sums.mine<T>();
       const int64_t r = b * H;
@@ -316,15 +327,19 @@ std::tuple<at::Tensor, at::Tensor> jordan_backward(at::Tensor dA, at::Tensor dO,
   check_rows(dY, Y);
   check_range(Y, dA, t0, t1), check_range(Y, dO, t0, t1), check_range(Hs, Y, 0, Hs.size(0));
   check_width(dA, H), check_width(dO, O), check_weight(Wyh_t, packed, O, H), check_weight(Why_t, packed_out, H, O);
-  at::Tensor out;
+  const at::Tensor out = at::empty_like(dy_state, at::MemoryFormat::Contiguous), d_y = dy_state.contiguous(),
+                   d_fin = d_final.contiguous();
   const BiasSums sums(dA, 1, dA.size(2));
   const StepNorms step_norms(norms, Y, Y.size(0));
   with_act(act_h, [&](auto AH) {
     with_act(act_y, [&](auto AY) {
       AT_DISPATCH_FLOATING_TYPES(dA.scalar_type(), "jordan_backward", [&] {
-        out = jordan_backward_t<scalar_t, decltype(AH)::value, decltype(AY)::value>(
-            dA, dO, Hs, Y, dY, dy_state.contiguous(), d_final.contiguous(), Wyh_t, packed, Why_t, packed_out, t0, t1,
-            sums, Lengths(lengths), step_norms);
+        over_rows(Y.size(1), is_blocks(packed) && is_blocks(packed_out), [&](int64_t b0, int64_t b1) {
+          rows(out, b0, b1).copy_(jordan_backward_t<scalar_t, decltype(AH)::value, decltype(AY)::value>(
+              rows(dA, b0, b1), rows(dO, b0, b1), rows(Hs, b0, b1), rows(Y, b0, b1), rows(dY, b0, b1),
+              rows(d_y, b0, b1), rows(d_fin, b0, b1), Wyh_t, packed, Why_t, packed_out, t0, t1, sums,
+              Lengths(lengths, b0), step_norms));
+        });
       });
     });
   });
