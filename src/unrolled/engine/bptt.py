@@ -1,6 +1,6 @@
 """Back-propagation through time, written out: one `autograd.Function` for every cell.
 
-Forward: the input projection of all T steps as one GEMM, XP = X W_ihᵀ + b; then for each step
+Forward: the input projection of all T steps at once, XP = X W_ihᵀ + b; then for each step
 the recurrent product rp_t = r_{t-1} W_recᵀ (+ b_rec) and the cell's pointwise `step`, saving only
 what its `step_backward` needs, and writing y_t into one time-major buffer Y. For an additive
 cell (Elman, Jordan, LSTM: the step sees only xp + rp) b_rec is folded into XP and the per-step
@@ -11,7 +11,8 @@ added. The weight gradients are GEMMs over many steps at once, ∂W_ih = Σ_t �
 ∂W_rec = Σ_t ∂rp_tᵀ r_{t-1} (r_{t-1} = y_{t-1} read from Y when there is no padding), with
 ∂X = ∂XP W_ih; none is computed when nobody needs it. On the CPU they go through oneDNN's matmul
 (linear.matmul_into, weight_grads), which reads ∂XPᵀ in place and accumulates chunk after chunk into
-the sum; ∂X is written straight into its place.
+the sum. On oneDNN's micro-kernel (float32), the projection reads the layer's batch-first input and ∂X
+is written into a batch-first tensor, where they lie (PackedLinear.over_steps): no transposing copies.
 
 Memory: a cell that keeps its gates in z (`saves_z`: LSTM, GRU) has them in XP, and the backward writes
 ∂L/∂z over them once read, so the pass holds one (T, B, G) buffer, not three; for the others (Elman,
@@ -72,7 +73,7 @@ def _native_ops(c: Cell, X: Tensor):
 def _forward(c: Cell, X: Tensor, state0, masks, w: dict, ops=None, lengths=None):
     """The forward pass over time: (XP, Y, what the steps saved, the stacked r_{t-1} or None, the final state).
 
-    XP = X W_ihᵀ + b is one GEMM; an additive cell's z_t = xp_t + r_{t-1} W_recᵀ is then written over xp_t,
+    XP = X W_ihᵀ + b is computed for all steps at once; an additive cell's z_t = xp_t + r_{t-1} W_recᵀ is then written over xp_t,
     so that XP holds the steps' z (and the gates a cell saves there) with no second (T, B, G) buffer.
     With `ops` (the C++ loops) the cell's `native_forward` runs all T steps at once."""
     b_in, b_rec = w.get(c.in_bias), w.get(c.rec_bias) if c.rec_bias else None
