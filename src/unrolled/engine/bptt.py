@@ -73,8 +73,9 @@ def _native_ops(c: Cell, X: Tensor):
 def _forward(c: Cell, X: Tensor, state0, masks, w: dict, ops=None, lengths=None):
     """The forward pass over time: (XP, Y, what the steps saved, the stacked r_{t-1} or None, the final state).
 
-    XP = X W_ihᵀ + b is computed for all steps at once; an additive cell's z_t = xp_t + r_{t-1} W_recᵀ is then written over xp_t,
-    so that XP holds the steps' z (and the gates a cell saves there) with no second (T, B, G) buffer.
+    XP = X W_ihᵀ + b is computed for all steps at once; an additive cell's z_t = xp_t + r_{t-1} W_recᵀ is then
+    written over xp_t, so that XP holds the steps' z (and the gates a cell saves there) with no second (T, B, G)
+    buffer.
     With `ops` (the C++ loops) the cell's `native_forward` runs all T steps at once."""
     b_in, b_rec = w.get(c.in_bias), w.get(c.rec_bias) if c.rec_bias else None
     if c.additive and b_rec is not None:  # the cell sees only xp + rp: add b_rec once, not T times
