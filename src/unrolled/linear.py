@@ -92,14 +92,19 @@ class PackedLinear:
     def over_steps(self, x: Tensor, bias: Tensor | None = None, out: Tensor | None = None) -> Tensor:
         """out[t] = x[t] Wᵀ (+ b) for every step of x (T, B, F), at once. On the micro-kernel, x and out may be
         batch-first tensors seen time-major (rows contiguous): read and written where they lie, with no transposing
-        copy and no packing for oneDNN's linear. Else one GEMM over x's rows. Returns out (by default a new (T, B, N))."""
+        copy and no packing for oneDNN's linear. Else one GEMM over x's rows (into a contiguous `out` where it lies).
+        Returns out (by default a new (T, B, N))."""
         T, B = x.shape[:2]
         if self.blocked and x.stride(-1) == 1 and x.dtype == self.weight.dtype and (out is None or out.stride(-1) == 1):
             out = x.new_empty(T, B, self.weight.shape[0]) if out is None else out
             self._kernel.steps_linear(x, self.packed, bias, out)
             return out
-        y = linear(x.reshape(T * B, -1), self.weight, bias).view(T, B, -1)
-        return y if out is None else out.copy_(y)
+        rows = x.reshape(T * B, -1)
+        if out is None or not out.is_contiguous():
+            y = linear(rows, self.weight, bias).view(T, B, -1)
+            return y if out is None else out.copy_(y)
+        matmul_into(rows, self.weight.T, out.view(T * B, -1))
+        return out if bias is None else out.add_(bias)
 
     def add_into(self, x: Tensor, out: Tensor) -> Tensor:
         """out += x Wᵀ, in place; returns out."""

@@ -238,21 +238,18 @@ class _ChunkSums:
             if self.dX is None:
                 T, B = self.X.shape[:2]
                 self.dX_linear = PackedLinear(self.w["weight_ih"].T, B, T)  # ∂X = ∂XP W_ih
-                self.dX = self._dX_buffer()
-            if self.dX_linear.blocked:
-                self.dX_linear.over_steps(dxp, out=self.dX[t0:t1])
-            else:
-                matmul_into(dxp.flatten(0, 1), self.w["weight_ih"], self.dX[t0:t1].view(-1, self.X.shape[2]))
+                self.dX = self._dX_buffer(batch_first=self.dX_linear.blocked)
+            self.dX_linear.over_steps(dxp, out=self.dX[t0:t1])
 
-    def _dX_buffer(self) -> Tensor:
+    def _dX_buffer(self, batch_first: bool) -> Tensor:
         """Where ∂X goes, (T, B, F) time-major: where the cell has memory it is done with (Jordan's h_t), there;
-        else, on the micro-kernel, a batch-first tensor (what the layer returns, so that no copy follows); else a
-        time-major one."""
+        else a batch-first tensor seen time-major (what the layer returns, so that no copy follows) where the
+        product can write one, else a time-major one."""
         X, spare = self.X, self.c.spent_by_chunk()
         if spare is not None and spare.shape == X.shape and spare.dtype == X.dtype:
             return spare
         T, B, F = X.shape
-        return X.new_empty(B, T, F).transpose(0, 1) if self.dX_linear.blocked else X.new_empty(X.shape)
+        return X.new_empty(B, T, F).transpose(0, 1) if batch_first else X.new_empty(X.shape)
 
     def _rec_grad(self, d, t0: int, t1: int) -> Tensor:
         """Σ_t ∂rp_tᵀ r_{t-1} over steps t0..t1-1 (d: their ∂L/∂rp, or its column blocks). r_{t-1} is y_{t-1}, read

@@ -88,26 +88,41 @@ constexpr bool HAS_MICRO_KERNEL = false;  // linear.py then never makes blocks
 
 bool is_blocks(const std::optional<at::Tensor>& packed) { return packed && packed->dim() == 3 && !packed->is_mkldnn(); }
 
-// out = x Wᵀ, or out += x Wᵀ (add), out (M, N) with rows of stride ldo; x rows contiguous.
-void blocked_product(const at::Tensor& x, const at::Tensor& blocks, float* out, int64_t ldo, bool add) {
-  const int64_t M = x.size(0), K = x.size(1), nblocks = blocks.size(0), nb = blocks.size(2), ldx = x.stride(0);
-  TORCH_CHECK(x.scalar_type() == at::kFloat && blocks.scalar_type() == at::kFloat && x.stride(1) == 1 &&
-                  blocks.is_contiguous() && blocks.size(1) == K,
-              "unrolled native engine: a blocked product needs float32 rows x (M, K) and blocks (N / nb, K, nb)");
-  const float *a = x.data_ptr<float>(), *b = blocks.data_ptr<float>();
-  const int64_t tiles = (M + TILE_ROWS - 1) / TILE_ROWS * nblocks;
+// out[t] = x[t] Wᵀ (+ out[t] with add) (+ bias) for T steps of M rows each, W as blocks (N / nb, K, nb): step t's
+// row r of x at x + t xt + r ldx, of out at out + t ot + r ldo. Tiles of at most TILE_ROWS rows of one step × a
+// block, split between threads; the bias is added to each tile as it is made.
+void tiled_product(const float* x, int64_t T, int64_t M, int64_t xt, int64_t ldx, const at::Tensor& blocks,
+                   float* out, int64_t ot, int64_t ldo, bool add, const float* bias) {
+  const int64_t K = blocks.size(1), nblocks = blocks.size(0), nb = blocks.size(2);
+  const float* w = blocks.data_ptr<float>();
+  const int64_t row_tiles = (M + TILE_ROWS - 1) / TILE_ROWS, tiles = T * row_tiles * nblocks;
   const int64_t grain = std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(TILE_ROWS * nb * K, 1));
-  at::parallel_for(0, tiles, grain, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t j = t % nblocks, r = t / nblocks * TILE_ROWS, m = std::min(TILE_ROWS, M - r);
+  at::parallel_for(0, tiles, grain, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t j = i % nblocks, tile = i / nblocks, t = tile / row_tiles, r = tile % row_tiles * TILE_ROWS;
+      const int64_t m = std::min(TILE_ROWS, M - r);
+      float* c = out + t * ot + r * ldo + j * nb;
 #ifdef CPUBLAS_BRGEMM_F32F32F32
-      at::native::cpublas::brgemm(m, nb, K, ldx, nb, ldo, add, a + r * ldx, b + j * K * nb, out + r * ldo + j * nb,
-                                  false);
+      at::native::cpublas::brgemm(m, nb, K, ldx, nb, ldo, add, x + t * xt + r * ldx, w + j * K * nb, c, false);
 #else
       TORCH_CHECK(false, "unrolled native engine: this build of torch has no float32 micro-kernel");
 #endif
+      if (!bias) continue;
+      for (int64_t q = 0; q < m; ++q) {
+        float* row = c + q * ldo;
+#pragma omp simd
+        for (int64_t p = 0; p < nb; ++p) row[p] += bias[j * nb + p];
+      }
     }
   });
+}
+
+// out = x Wᵀ, or out += x Wᵀ (add), out (M, N) with rows of stride ldo; x rows contiguous.
+void blocked_product(const at::Tensor& x, const at::Tensor& blocks, float* out, int64_t ldo, bool add) {
+  TORCH_CHECK(x.scalar_type() == at::kFloat && blocks.scalar_type() == at::kFloat && x.stride(1) == 1 &&
+                  blocks.is_contiguous() && blocks.size(1) == x.size(1),
+              "unrolled native engine: a blocked product needs float32 rows x (M, K) and blocks (N / nb, K, nb)");
+  tiled_product(x.data_ptr<float>(), 1, x.size(0), 0, x.stride(0), blocks, out, 0, ldo, add, nullptr);
 }
 
 // x Wᵀ for x (B, K), W (N, K), a new tensor (the step's state gradient, which the next step reads)

@@ -55,8 +55,7 @@ at::Tensor blocked_linear(const at::Tensor& x, const at::Tensor& blocks, const s
 // out[t] = x[t] Wᵀ (+ b) for every step t, W as blocks: x (T, B, K) and out (T, B, N) need contiguous rows only, so
 // that a batch-first tensor seen time-major is read, or written, where it lies: the input projection from the
 // layer's batch-first input, ∂X into a batch-first gradient, with no transposing copy (and no weight packed for
-// oneDNN's linear). Tiles of at most 64 rows of one step × a block, split between threads; the bias is added to
-// each tile as it is made.
+// oneDNN's linear).
 void steps_linear(const at::Tensor& x, const at::Tensor& blocks, const std::optional<at::Tensor>& bias, at::Tensor out) {
   TORCH_CHECK(x.dim() == 3 && out.dim() == 3 && blocks.dim() == 3 && x.scalar_type() == at::kFloat &&
                   out.scalar_type() == at::kFloat && blocks.scalar_type() == at::kFloat && x.device().is_cpu() &&
@@ -66,30 +65,8 @@ void steps_linear(const at::Tensor& x, const at::Tensor& blocks, const std::opti
               "steps_linear: float32 CPU steps x (T, B, K), out (T, B, N) with contiguous rows, blocks (N / nb, K, nb)");
   TORCH_CHECK(!bias || (bias->numel() == out.size(2) && bias->is_contiguous() && bias->scalar_type() == at::kFloat),
               "steps_linear: a float32 bias of out's width");
-  const int64_t T = x.size(0), B = x.size(1), K = x.size(2), nblocks = blocks.size(0), nb = blocks.size(2);
-  const int64_t xt = x.stride(0), xb = x.stride(1), ot = out.stride(0), ob = out.stride(1);
-  const int64_t row_tiles = (B + TILE_ROWS - 1) / TILE_ROWS, tiles = T * row_tiles * nblocks;
-  const float *a = x.data_ptr<float>(), *w = blocks.data_ptr<float>(), *b = bias ? bias->data_ptr<float>() : nullptr;
-  float* o = out.data_ptr<float>();
-  const int64_t grain = std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(TILE_ROWS * nb * K, 1));
-  at::parallel_for(0, tiles, grain, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      const int64_t j = i % nblocks, tile = i / nblocks, t = tile / row_tiles, r = tile % row_tiles * TILE_ROWS;
-      const int64_t m = std::min(TILE_ROWS, B - r);
-      float* c = o + t * ot + r * ob + j * nb;
-#ifdef CPUBLAS_BRGEMM_F32F32F32
-      at::native::cpublas::brgemm(m, nb, K, xb, nb, ob, false, a + t * xt + r * xb, w + j * K * nb, c, false);
-#else
-      TORCH_CHECK(false, "unrolled native engine: this build of torch has no float32 micro-kernel");
-#endif
-      if (!b) continue;
-      for (int64_t q = 0; q < m; ++q) {
-        float* row = c + q * ob;
-#pragma omp simd
-        for (int64_t p = 0; p < nb; ++p) row[p] += b[j * nb + p];
-      }
-    }
-  });
+  tiled_product(x.data_ptr<float>(), x.size(0), x.size(1), x.stride(0), x.stride(1), blocks, out.data_ptr<float>(),
+                out.stride(0), out.stride(1), false, bias ? bias->data_ptr<float>() : nullptr);
 }
 
 // out = a b, or out += a b, through oneDNN's matmul, which reads a transposed operand where it lies and adds into
