@@ -144,6 +144,19 @@ def test_bptt_peak_memory_is_not_more_than_reference(name):
     assert peak["bptt"] <= peak["reference"], peak
 
 
+@pytest.mark.parametrize("output_activation, keeps", [("identity", False), ("tanh", True)])
+def test_jordan_keeps_its_outputs_for_the_backward_only_where_it_reads_them(output_activation, keeps):
+    """With an identity output, W_yh's gradient comes from the h_t (Σ ∂a_tᵀ y_{t-1} = (Σ ∂a_tᵀ h_{t-1}) W_hyᵀ + ...):
+    the engine saves nothing that shares the outputs' memory, so the outputs go when the caller drops them."""
+    cell = JordanCell(3, 4, output_activation=output_activation)
+    ys, _ = unroll_bptt(cell, torch.randn(2, 5, 3, requires_grad=True))
+    node = ys.grad_fn
+    while type(node).__name__ != "_BPTTBackward":
+        node = node.next_functions[0][0]
+    storage = ys.untyped_storage().data_ptr()
+    assert any(t.untyped_storage().data_ptr() == storage for t in node.saved_tensors if t is not None) == keeps
+
+
 @pytest.mark.parametrize("padded", [False, True])
 @pytest.mark.parametrize("steps_per_chunk", [2, 3])
 @pytest.mark.parametrize("kind", sorted(CELLS))
@@ -273,7 +286,9 @@ def test_onednn_one_shot_products_match_float64(monkeypatch):
     assert_close(g_s.double(), d64.T @ x64, 1e-5, "steps of rows")
 
 
-@pytest.mark.parametrize("kind", ["tanh", "relu", "lstm", "gru", "gru-nobias", "jordan", "jordan-sigmoid"])
+@pytest.mark.parametrize(
+    "kind", ["tanh", "relu", "lstm", "gru", "gru-nobias", "jordan", "jordan-sigmoid", "jordan-identity"]
+)
 def test_engine_runs_the_cpp_loops_where_it_can_and_the_python_steps_elsewhere(kind, monkeypatch):
     """A spy on the C++ ops: a pass runs the cell's two C++ loops, padded or not, recording norms or not (and
     Jordan with a softmax output never: that one is Python only)."""
@@ -322,8 +337,8 @@ def test_cpp_loops_split_between_threads_give_the_same_numbers(name, dtype):
             results.append([ys, xs.grad, *[p.grad for p in layer.parameters()], layer.grad_norms[0][0]])
         finally:
             torch.set_num_threads(before)
-    for a, b in zip(*results):  # float32: the biases' sums, one partial sum per thread, differ in rounding (~4e-5)
-        assert_close(b, a, (1e-12 if dtype == torch.double else 1e-4) * max(1.0, a.abs().max().item()))
+    for a, b in zip(*results):  # float32: the biases' per-thread sums are kept in double (they were 1.6e-4 apart)
+        assert_close(b, a, (1e-12 if dtype == torch.double else 1e-6) * max(1.0, a.abs().max().item()))
 
 
 def test_cpp_transpose_equals_torch():

@@ -144,9 +144,11 @@ def onednn_for_grads(rows: int, out_features: int, in_features: int) -> bool:
     return rows * out_features * in_features >= GRAD_MIN_MACS and _onednn()
 
 
-def chunk_steps(batch_size: int) -> int:
-    """Time steps per chunk of the weight-gradient sums: about GRAD_CHUNK_ROWS rows."""
-    return max(1, GRAD_CHUNK_ROWS // batch_size)
+def chunk_steps(batch_size: int, steps: int) -> int:
+    """Time steps per chunk of the weight-gradient sums over `steps`: at most about GRAD_CHUNK_ROWS rows, as many
+    chunks as that takes, of equal size (no thin last chunk: 50 steps of 64 rows go 10 at a time, not 12)."""
+    most = max(1, GRAD_CHUNK_ROWS // batch_size)
+    return -(-steps // -(-steps // most)) if steps > 0 else most
 
 
 @functools.cache

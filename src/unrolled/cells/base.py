@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import UnrolledError
+from ..linear import chunk_steps
 
 
 class LSTMState(NamedTuple):
@@ -123,6 +124,9 @@ class Cell(nn.Module):
     # does not write ∂L/∂rp whole has `native_rec_blocks(saved, dxp)`: where its column blocks are.
     native: bool = False
     native_rec_blocks = None
+    # Whether the backward reads the outputs Y (for W_rec's gradient: r_{t-1} = y_{t-1}; or σ_y'). A cell
+    # that can do without them (Jordan with an identity output) says False and has `rec_input_grads`.
+    backward_reads_outputs: bool = True
 
     def _param(self, *shape: int, device=None, dtype=None) -> nn.Parameter:
         return nn.Parameter(torch.empty(*shape, device=device, dtype=dtype))
@@ -150,10 +154,19 @@ class Cell(nn.Module):
     def engine_setup(self, batch_size: int, steps: int) -> None:
         """Called by the BPTT engine on its bound copy once per pass, before the first step."""
 
+    def chunk_steps(self, batch_size: int, steps: int) -> int:
+        """Steps per chunk of the engine's sums over time, for a cell that does not keep its gates in z."""
+        return chunk_steps(batch_size, steps)
+
     def extra_grads(self, t0: int, t1: int) -> dict[str, Tensor]:
         """Gradients of weights outside the engine's view (W_ih, W_rec, biases) from steps t0..t1-1, called
         once their step_backwards have run (chunks from the last to t0 = 0); the engine adds them up."""
         return {}
+
+    def rec_input_grads(self, d: Tensor, s0: int, s1: int, onednn: bool) -> Tensor:
+        """Σ_i d_iᵀ y_{s0+i} over steps s0..s1-1 (d: (s1 - s0, B, G)), from what the cell keeps, where
+        `backward_reads_outputs` is False."""
+        raise NotImplementedError
 
     def spent_by_chunk(self) -> Tensor | None:
         """A (T, B, ·) buffer of this pass whose steps t0..t1-1 the cell no longer reads once `extra_grads(t0, t1)`

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..linear import PackedLinear, chunk_steps, onednn_for_grads, row_sum, weight_grads
+from ..linear import PackedLinear, onednn_for_grads, row_sum, weight_grads
 from .base import ACT_CODES, Cell, activation, activation_into, last_steps, sigmoid_grad, tanh_grad
 
 HIDDEN_ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")
@@ -61,18 +61,39 @@ class JordanCell(Cell):
     # -- the BPTT engine's view: a = W_ih x_t + b + W_yh y_{t-1} comes precomputed --
     rec_weight, rec_bias, in_bias, additive = "weight_yh", None, "bias", True
 
+    @property
+    def backward_reads_outputs(self) -> bool:
+        """With an identity output, y_{t-1} = W_hy h_{t-1} + b_y: W_yh's gradient is taken from the h_t the backward
+        keeps anyway (`rec_input_grads`), and the outputs need not be kept for it."""
+        return self.output_activation != "identity"
+
+    def chunk_steps(self, batch_size: int, steps: int) -> int:
+        """Without the outputs kept, the sums go in two halves (or the usual chunks, if longer): the two chunk
+        buffers, ∂L/∂a and ∂L/∂o, then take about the memory the outputs would have held. Measured, one training
+        step alternated with the other: 0.95–0.97× the time of three chunks at the bench's small size, 0.96× at
+        its charlm size (docs/benchmarks.md)."""
+        usual = super().chunk_steps(batch_size, steps)
+        return usual if self.backward_reads_outputs else max(usual, -(-steps // 2))
+
     def engine_setup(self, batch_size: int, steps: int) -> None:
-        """Per pass: the output weights packed for the steps, each step's h_t, and a buffer of ∂L/∂o_t (o_t the
-        output pre-activation) for one chunk of steps, from which the engine takes the output weights'
-        gradients a chunk at a time (`extra_grads`). The engine runs the steps t = 0..T-1, then their
-        backwards t = T-1..0: `self.t` counts the backwards still to come."""
+        """Per pass: the output weights packed for the steps, each step's h_t, and (made by the first step back)
+        a buffer of ∂L/∂o_t (o_t the output pre-activation) for one chunk of steps, from which the engine takes
+        the output weights' gradients a chunk at a time (`extra_grads`). The engine runs the steps t = 0..T-1,
+        then their backwards t = T-1..0: `self.t` counts the backwards still to come."""
         self.out = PackedLinear(self.weight_hy, batch_size, steps)
         self.out_back = PackedLinear(self.weight_hy.T, batch_size, steps)
-        self.chunk = chunk_steps(batch_size)
+        self.chunk = self.chunk_steps(batch_size, steps)
         self.onednn = onednn_for_grads(steps * batch_size, self.output_size, self.hidden_size)  # for the whole sum
         self.hs: list[Tensor | None] = []
-        self.dos = self.weight_hy.new_empty(min(self.chunk, steps), batch_size, self.output_size)
+        self.dos: Tensor | None = None
         self.t = steps
+
+    def _dos(self, batch_size: int) -> Tensor:
+        """The chunk buffer of ∂L/∂o, made when the backward first needs it (not held through the forward)."""
+        if self.dos is None:
+            steps = min(self.chunk, len(self.hs))
+            self.dos = self.weight_hy.new_empty(steps, batch_size, self.output_size)
+        return self.dos
 
     def step(self, a: Tensor, y_prev: Tensor, y: Tensor):
         h = activation_into(self.hidden_activation, a, torch.empty_like(a))  # a's memory is ∂L/∂a's later
@@ -85,7 +106,7 @@ class JordanCell(Cell):
         The fed-back y_{t-1} reaches the step only through W_yh, so there is no direct term."""
         h, y = saved
         self.t -= 1
-        do = self.dos[self.t % self.chunk]
+        do = self._dos(h.shape[0])[self.t % self.chunk]
         do.copy_(_act_backward(self.output_activation, dstate + dy, y))
         da.copy_(_act_backward(self.hidden_activation, self.out_back(do), h))
         return None
@@ -104,23 +125,35 @@ class JordanCell(Cell):
         out = self.out
         ops.jordan_forward(XP, y, rec.weight, rec.packed, out.weight, out.packed, self.bias_y, *self._codes, Y, lengths)
         self.hs = XP
-        return last_steps(Y, lengths), Y
+        return last_steps(Y, lengths), Y if self.backward_reads_outputs else None
 
     def native_backward(self, ops, Y, t0, t1, dY, dy, d_final, back, da, _, lengths, norms):
-        """Steps t1-1..t0 back, writing ∂L/∂a into `da` and ∂L/∂o into this pass's chunk buffer `dos`."""
-        ob, dos = self.out_back, self.dos[: t1 - t0]
+        """Steps t1-1..t0 back, writing ∂L/∂a into `da` and ∂L/∂o into this pass's chunk buffer `dos`. Y: the
+        outputs, or None where σ_y is the identity (its derivative needs none)."""
+        ob, dos = self.out_back, self._dos(dY.shape[1])[: t1 - t0]
         buffers = (da, dos, self.hs, Y, dY, dy, d_final)
         weights = (back.weight, back.packed, ob.weight, ob.packed)
         return ops.jordan_backward(*buffers, *weights, *self._codes, t0, t1, lengths, norms)
 
+    def _hidden(self, s0: int, s1: int) -> Tensor:
+        """h_s for steps s0..s1-1, (s1 - s0, B, H): a slice of the C++ steps' tensor, or the Python steps' stacked."""
+        return self.hs[s0:s1] if isinstance(self.hs, Tensor) else torch.stack(self.hs[s0:s1])
+
+    def rec_input_grads(self, d: Tensor, s0: int, s1: int, onednn: bool) -> Tensor:
+        """Σ_i d_iᵀ y_{s0+i} with y_s = h_s W_hyᵀ + b_y (identity output): (Σ_i d_iᵀ h_{s0+i}) W_hyᵀ + (Σ_i d_i) b_yᵀ,
+        one GEMM over the h_s as large as the one over the y_s it replaces. (A padded row's y_s is 0 past its end,
+        its h_s W_hyᵀ + b_y not; but there d_{s+1} = 0.)"""
+        if s1 == s0:
+            return d.new_zeros(d.shape[-1], self.output_size)
+        g = weight_grads(d, self._hidden(s0, s1), onednn=onednn)[0] @ self.weight_hy.T
+        return g if self.bias_y is None else g.addr_(row_sum(d), self.bias_y)
+
     def extra_grads(self, t0: int, t1: int) -> dict[str, Tensor]:
         """The output weights' gradients from steps t0..t1-1, one GEMM: Σ_t do_tᵀ h_t and Σ_t do_t."""
         do = self.dos[: t1 - t0]  # (n, B, O): the chunk's rows, t0 being a multiple of the chunk
-        if isinstance(self.hs, Tensor):  # the C++ steps' (T, B, H)
-            h = self.hs[t0:t1]
-        else:
-            h = torch.stack(self.hs[t0:t1])  # (n, B, H)
-            self.hs[t0:t1] = [None] * (t1 - t0)  # gone, as the steps' own saved tensors are
+        h = self._hidden(t0, t1)
+        if not isinstance(self.hs, Tensor):  # the Python steps': gone, as the steps' own saved tensors are
+            self.hs[t0:t1] = [None] * (t1 - t0)
         grads = {"weight_hy": weight_grads(do, h, onednn=self.onednn)[0]}
         if self.bias_y is not None:
             grads["bias_y"] = row_sum(do)

@@ -42,7 +42,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ..cells.base import Cell
-from ..linear import PackedLinear, chunk_steps, matmul_into, onednn_for_grads, row_sum, weight_grads
+from ..linear import PackedLinear, matmul_into, onednn_for_grads, row_sum, weight_grads
 from ..unroll import prepare, reverse_padded, step_masks, where_state
 from . import native
 
@@ -119,7 +119,7 @@ class _BPTT(torch.autograd.Function):
         ctx.c, ctx.names, ctx.masks, ctx.lengths, ctx.record = c, names, masks, lengths, record
         ctx.n_state, ctx.ops = n_state, ops
         ctx.state0, ctx.steps = state0, (XP if c.saves_z else None, saved)
-        ctx.save_for_backward(X, Y, R, *tensors[n_state:])
+        ctx.save_for_backward(X, Y if c.backward_reads_outputs else None, R, *tensors[n_state:])
         final = [p if p._base is None else p.clone() for p in _parts(state)]  # not views of whole buffers
         return (Y, *final)  # (T, B, O) time-major, final state
 
@@ -138,7 +138,7 @@ class _BPTT(torch.autograd.Function):
             (XP, saved_steps), ctx.steps = ctx.steps, None
         W_rec = w[c.rec_weight]
         T, B = X.shape[:2]
-        G, K = W_rec.shape[0], chunk_steps(B)
+        G, K = W_rec.shape[0], c.chunk_steps(B, T)
         d_state = d_last = _rebuild(
             ctx.state0, [torch.zeros_like(p) if g is None else g for p, g in zip(_parts(ctx.state0), d_final)]
         )
@@ -253,12 +253,16 @@ class _ChunkSums:
 
     def _rec_grad(self, d, t0: int, t1: int) -> Tensor:
         """Σ_t ∂rp_tᵀ r_{t-1} over steps t0..t1-1 (d: their ∂L/∂rp, or its column blocks). r_{t-1} is y_{t-1}, read
-        where it lies in Y, except at step 0, which multiplied h_0: that one's product is added on its own."""
+        where it lies in Y (or, where the cell kept no Y, computed with it from what it kept), except at step 0,
+        which multiplied h_0: that one's product is added on its own."""
         if self.R is not None:  # the Python steps on padded rows: r_{t-1} stacked in the forward
             return weight_grads(d, self.R[t0:t1], onednn=self.onednn)[0]
         blocks = d if isinstance(d, list) else [d]
         first = 1 if t0 == 0 else 0  # rows of d whose r_{t-1} is in Y
-        g = weight_grads([b[first:] for b in blocks], self.Y[t0 + first - 1 : t1 - 1], onednn=self.onednn)[0]
+        if self.Y is None:
+            g = self.c.rec_input_grads(d[first:], t0 + first - 1, t1 - 1, self.onednn)
+        else:
+            g = weight_grads([b[first:] for b in blocks], self.Y[t0 + first - 1 : t1 - 1], onednn=self.onednn)[0]
         if t0 == 0:
             for b, out in zip(blocks, g.split([b.shape[-1] for b in blocks])):
                 matmul_into(b[0].T, self.h0, out, accumulate=True, onednn=self.onednn)

@@ -88,7 +88,7 @@ void lstm_backward_t(const at::Tensor& XP, const at::Tensor& C, const at::Tensor
       const T *cpb = cp + b * H, *cb = ct + b * H, *dyb = dy(t, b);
       const T* dhb = (len.last(t, b) ? dh_final : dhp) + b * H;
       T* dcb = dcp + b * H;
-      T* sb = sums.mine<T>();
+      double* sb = sums.mine();
       T squares = 0;
 #pragma omp simd reduction(+ : squares)
       for (int64_t j = 0; j < H; ++j) {
@@ -213,7 +213,8 @@ at::Tensor gru_backward_t(const at::Tensor& XP, const at::Tensor& HN, const at::
     const T* running = dh.data_ptr<T>();
     const T* hp = t == 0 ? h0.data_ptr<T>() : step_ptr<T>(Y, t - 1);
     each_row(B, 3 * H, [&](int64_t b) {
-      T *xb = x + b * 3 * H, *drb = dr + b * 3 * H, *sx = sums.mine<T>(), *sr = sx + 3 * H;
+      T *xb = x + b * 3 * H, *drb = dr + b * 3 * H;
+      double *sx = sums.mine(), *sr = sx + 3 * H;
       if (len.past(t, b)) {  // nothing flows through a step past the row's end
         std::fill(xb, xb + 3 * H, T(0)), std::fill(drb, drb + 3 * H, T(0));
         std::fill(dd + b * H, dd + (b + 1) * H, T(0)), std::fill(hn + b * H, hn + (b + 1) * H, T(0));

@@ -87,8 +87,9 @@ void mm(const at::Tensor& a, const at::Tensor& b, at::Tensor out, bool accumulat
 }
 
 // One step back through the activation that made the output y_t (Elman's h_t, Jordan's y_t): g = ∂L/∂y_t,
-// from the state (∂L/∂ the final state at a padded row's last step) and from the loss; out = g σ'(·), from y;
-// ‖g‖² into `norms`, Σ out into `sums` when given. Rows past their end get 0.
+// from the state (∂L/∂ the final state at a padded row's last step) and from the loss; out = g σ'(·), from y
+// (never read for the identity: may be null then); ‖g‖² into `norms`, Σ out into `sums` when given. Rows past
+// their end get 0.
 template <int A, typename T>
 void back_through_output(int64_t t, int64_t B, int64_t W, const T* y, const Rows<T>& dy, const at::Tensor& running,
                          const at::Tensor& d_final, T* out, const Lengths& len, const StepNorms& norms,
@@ -105,11 +106,11 @@ void back_through_output(int64_t t, int64_t B, int64_t W, const T* y, const Rows
     for (int64_t j = 0; j < W; ++j) {
       const T g = d[r + j] + dyb[j];
       squares += g * g;
-      out[r + j] = act_grad<A>(g, y[r + j]);
+      out[r + j] = A == IDENTITY ? g : act_grad<A>(g, y[r + j]);
     }
     norms.add(t, squares);
     if (sums) {
-      T* sb = sums->mine<T>();
+      double* sb = sums->mine();
 #pragma omp simd
       for (int64_t j = 0; j < W; ++j) sb[j] += out[r + j];
     }
@@ -259,23 +260,24 @@ void jordan_forward(at::Tensor XP, const at::Tensor& y0, const at::Tensor& Wyh, 
   });
 }
 
-// ∂o = σ_y'(∂y_t + dy) into dO[t − t0]; ∂a = σ_h'(∂o W_hy) into dA[t − t0]; ∂y_{t-1} = ∂a W_yh.
+// ∂o = σ_y'(∂y_t + dy) into dO[t − t0]; ∂a = σ_h'(∂o W_hy) into dA[t − t0]; ∂y_{t-1} = ∂a W_yh. Y, the outputs, is
+// undefined where σ_y is the identity (the engine keeps none then).
 template <typename T, int AH, int AY>
 at::Tensor jordan_backward_t(const at::Tensor& dA, const at::Tensor& dO, const at::Tensor& Hs, const at::Tensor& Y,
                              const at::Tensor& dY, at::Tensor dy_state, const at::Tensor& d_final,
                              const at::Tensor& Wyh_t, const std::optional<at::Tensor>& packed, const at::Tensor& Why_t,
                              const std::optional<at::Tensor>& packed_out, int64_t t0, int64_t t1,
                              const BiasSums& sums, const Lengths& len, const StepNorms& norms) {
-  const int64_t B = Y.size(1), O = Y.size(2), H = Hs.size(2);
+  const int64_t B = dO.size(1), O = dO.size(2), H = Hs.size(2);
   const Rows<T> dy(dY);
   for (int64_t t = t1 - 1; t >= t0; --t) {
-    back_through_output<AY>(t, B, O, step_ptr<T>(Y, t), dy, dy_state, d_final, step_ptr<T>(dO, t - t0), len, norms,
-                            nullptr);
+    const T* y = Y.defined() ? step_ptr<T>(Y, t) : nullptr;
+    back_through_output<AY>(t, B, O, y, dy, dy_state, d_final, step_ptr<T>(dO, t - t0), len, norms, nullptr);
     product_into(dO.select(0, t - t0), Why_t, packed_out, dA.select(0, t - t0), false);  // ∂h = ∂o W_hy, into dA
     const T* h = step_ptr<T>(Hs, t);
     T* da = step_ptr<T>(dA, t - t0);
     each_row(B, H, [&](int64_t b) {
-      T* sb = sums.mine<T>();
+      double* sb = sums.mine();
       const int64_t r = b * H;
       if (len.past(t, b)) {
         std::fill(da + r, da + r + H, T(0));
@@ -292,28 +294,31 @@ at::Tensor jordan_backward_t(const at::Tensor& dA, const at::Tensor& dO, const a
   return dy_state;
 }
 
-std::tuple<at::Tensor, at::Tensor> jordan_backward(at::Tensor dA, at::Tensor dO, const at::Tensor& Hs, const at::Tensor& Y,
-                           const at::Tensor& dY, const at::Tensor& dy_state, const at::Tensor& d_final,
-                           const at::Tensor& Wyh_t, const std::optional<at::Tensor>& packed, const at::Tensor& Why_t,
-                           const std::optional<at::Tensor>& packed_out, int64_t act_h, int64_t act_y, int64_t t0,
-                           int64_t t1, const std::optional<at::Tensor>& lengths,
+std::tuple<at::Tensor, at::Tensor> jordan_backward(at::Tensor dA, at::Tensor dO, const at::Tensor& Hs,
+                           const std::optional<at::Tensor>& y, const at::Tensor& dY, const at::Tensor& dy_state,
+                           const at::Tensor& d_final, const at::Tensor& Wyh_t, const std::optional<at::Tensor>& packed,
+                           const at::Tensor& Why_t, const std::optional<at::Tensor>& packed_out, int64_t act_h,
+                           int64_t act_y, int64_t t0, int64_t t1, const std::optional<at::Tensor>& lengths,
                            const std::optional<at::Tensor>& norms) {
-  const int64_t H = Hs.size(2), O = Y.size(2);
-  check({dA, dO, Hs, Y}, {{dy_state, O}, {d_final, O}});
-  check_lengths(lengths, Y.size(1), Y.size(0));
-  check_rows(dY, Y);
-  check_range(Y, dA, t0, t1), check_range(Y, dO, t0, t1), check_range(Hs, Y, 0, Hs.size(0));
-  check_width(dA, H), check_width(dO, O), check_weight(Wyh_t, packed, O, H), check_weight(Why_t, packed_out, H, O);
+  const int64_t S = Hs.size(0), B = Hs.size(1), H = Hs.size(2), O = dO.size(2);
+  TORCH_CHECK(y || act_y == IDENTITY, "jordan_backward: the outputs are needed for a non-identity output activation");
+  const at::Tensor Y = y ? *y : at::Tensor();
+  check({dA, dO, Hs}, {{dy_state, O}, {d_final, O}});
+  if (y) check({Hs, Y}), check_width(Y, O), check_range(Y, Hs, 0, S), check_range(Hs, Y, 0, Y.size(0));
+  check_lengths(lengths, B, S);
+  check_rows(dY, {S, B, O}, Hs.scalar_type());
+  check_range(Hs, dA, t0, t1), check_range(Hs, dO, t0, t1);
+  check_width(dA, H), check_weight(Wyh_t, packed, O, H), check_weight(Why_t, packed_out, H, O);
   const at::Tensor out = at::empty_like(dy_state, at::MemoryFormat::Contiguous), d_y = dy_state.contiguous(),
                    d_fin = d_final.contiguous();
   const BiasSums sums(dA, 1, dA.size(2));
-  const StepNorms step_norms(norms, Y, Y.size(0));
+  const StepNorms step_norms(norms, Hs, S);
   with_act(act_h, [&](auto AH) {
     with_act(act_y, [&](auto AY) {
       AT_DISPATCH_FLOATING_TYPES(dA.scalar_type(), "jordan_backward", [&] {
-        over_rows(Y.size(1), is_blocks(packed) && is_blocks(packed_out), [&](int64_t b0, int64_t b1) {
+        over_rows(B, is_blocks(packed) && is_blocks(packed_out), [&](int64_t b0, int64_t b1) {
           rows(out, b0, b1).copy_(jordan_backward_t<scalar_t, decltype(AH)::value, decltype(AY)::value>(
-              rows(dA, b0, b1), rows(dO, b0, b1), rows(Hs, b0, b1), rows(Y, b0, b1), rows(dY, b0, b1),
+              rows(dA, b0, b1), rows(dO, b0, b1), rows(Hs, b0, b1), y ? rows(Y, b0, b1) : Y, rows(dY, b0, b1),
               rows(d_y, b0, b1), rows(d_fin, b0, b1), Wyh_t, packed, Why_t, packed_out, t0, t1, sums,
               Lengths(lengths, b0), step_norms));
         });
@@ -340,7 +345,7 @@ TORCH_LIBRARY(unrolled, m) {
   m.def("jordan_forward(Tensor(a!) xp, Tensor y0, Tensor w_yh, Tensor? packed, Tensor w_hy, Tensor? packed_out, "
         "Tensor? bias_y, int act_h, int act_y, Tensor(b!) y, Tensor? lengths) -> ()",
         &jordan_forward);
-  m.def("jordan_backward(Tensor(a!) da, Tensor(b!) dout, Tensor hs, Tensor y, Tensor dy, Tensor dstate, "
+  m.def("jordan_backward(Tensor(a!) da, Tensor(b!) dout, Tensor hs, Tensor? y, Tensor dy, Tensor dstate, "
         "Tensor d_final, Tensor w_yh_t, Tensor? packed, Tensor w_hy_t, Tensor? packed_out, int act_h, int act_y, int t0, "
         "int t1, Tensor? lengths, Tensor? norms) -> (Tensor, Tensor)",
         &jordan_backward);
