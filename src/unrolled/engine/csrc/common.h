@@ -125,6 +125,31 @@ void blocked_product(const at::Tensor& x, const at::Tensor& blocks, float* out, 
   tiled_product(x.data_ptr<float>(), 1, x.size(0), 0, x.stride(0), blocks, out, 0, ldo, add, nullptr);
 }
 
+// The same product on raw rows, for the loops' steps: M rows of x (stride ldx) times W as blocks into out (stride
+// ldo), or added to it; no tensor is made per step. False (nothing done) where W is not in blocks: the caller
+// then goes through the tensor forms below.
+template <typename T>
+bool product_rows(const T* x, int64_t M, int64_t ldx, const std::optional<at::Tensor>& packed, T* out, int64_t ldo,
+                  bool add) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (is_blocks(packed)) {
+      tiled_product(x, 1, M, 0, ldx, *packed, out, 0, ldo, add, nullptr);
+      return true;
+    }
+  }
+  return false;
+}
+
+// A step back's x Wᵀ, the gradient of the previous state (x: M rows of K at x, stride ldx), which the next step back
+// reads: on the micro-kernel into next[t % 2], the two buffers taking turns, else a new tensor from `tensor_form`.
+template <typename T, typename F>
+at::Tensor product_next(at::Tensor (&next)[2], int64_t t, const T* x, int64_t M, int64_t ldx, int64_t N,
+                        const std::optional<at::Tensor>& packed, const at::TensorOptions& options, const F& tensor_form) {
+  at::Tensor& out = next[t % 2];
+  if (!out.defined()) out = at::empty({M, N}, options);
+  return product_rows(x, M, ldx, packed, out.data_ptr<T>(), N, false) ? out : tensor_form();
+}
+
 // x Wᵀ for x (B, K), W (N, K), a new tensor (the step's state gradient, which the next step reads)
 at::Tensor matmul(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& packed) {
   if (is_blocks(packed)) {

@@ -13,10 +13,11 @@ void lstm_forward_t(const at::Tensor& XP, const at::Tensor& h0, const at::Tensor
                     const std::optional<at::Tensor>& packed, const at::Tensor& Y, const at::Tensor& C,
                     const Lengths& len) {
   const int64_t S = XP.size(0), B = XP.size(1), H = Y.size(2);
-  at::Tensor h = h0;
   for (int64_t t = 0; t < S; ++t) {
-    product_into(h, W, packed, XP.select(0, t), true);  // z_t = xp_t + h W_hhᵀ, over xp_t
     T* z = step_ptr<T>(XP, t);
+    const T* hp = t == 0 ? h0.data_ptr<T>() : step_ptr<T>(Y, t - 1);
+    if (!product_rows(hp, B, H, packed, z, 4 * H, true))  // z_t = xp_t + h W_hhᵀ, over xp_t
+      product_into(t == 0 ? h0 : Y.select(0, t - 1), W, packed, XP.select(0, t), true);
     const T* cp = t == 0 ? c0.data_ptr<T>() : step_ptr<T>(C, t - 1);
     T* cn = step_ptr<T>(C, t);
     T* y = step_ptr<T>(Y, t);
@@ -41,7 +42,6 @@ void lstm_forward_t(const at::Tensor& XP, const at::Tensor& h0, const at::Tensor
         yb[j] = o * tanh2(c);
       }
     });
-    h = Y[t];
   }
 }
 
@@ -74,6 +74,7 @@ void lstm_backward_t(const at::Tensor& XP, const at::Tensor& C, const at::Tensor
   T* dcp = dc.data_ptr<T>();
   const at::Tensor final = dh;  // ∂L/∂h_final: dh is replaced step by step, this handle keeps it
   const T* dh_final = final.data_ptr<T>();
+  at::Tensor next[2];
   for (int64_t t = S - 1; t >= 0; --t) {
     T* z = step_ptr<T>(XP, t);
     const T* cp = t == 0 ? c0.data_ptr<T>() : step_ptr<T>(C, t - 1);
@@ -106,7 +107,7 @@ void lstm_backward_t(const at::Tensor& XP, const at::Tensor& C, const at::Tensor
       }
       norms.add(t, squares);
     });
-    dh = matmul(XP.select(0, t), Wt, packed);
+    dh = product_next(next, t, z, B, 4 * H, H, packed, XP.options(), [&] { return matmul(XP.select(0, t), Wt, packed); });
   }
 }
 
@@ -148,17 +149,18 @@ void gru_forward_t(const at::Tensor& XP, const at::Tensor& h0, const at::Tensor&
   const at::Tensor b_hh = bias ? bias->contiguous() : at::zeros({3 * H}, XP.options());
   const T* bh = b_hh.data_ptr<T>();
   at::Tensor rp = at::empty({B, 3 * H}, XP.options());  // h W_hhᵀ, one step's, in place step after step
-  at::Tensor h = h0;
   for (int64_t t = 0; t < S; ++t) {
-    product_into(h, W, packed, rp, false);
+    const T* hp = t == 0 ? h0.data_ptr<T>() : step_ptr<T>(Y, t - 1);
+    if (!product_rows(hp, B, H, packed, rp.data_ptr<T>(), 3 * H, false))
+      product_into(t == 0 ? h0 : Y.select(0, t - 1), W, packed, rp, false);
     T* x = step_ptr<T>(XP, t);
-    const T *mm = rp.data_ptr<T>(), *hp = h.data_ptr<T>();
+    const T* mm = rp.data_ptr<T>();
     T *hn = step_ptr<T>(HN, t), *y = step_ptr<T>(Y, t);
     each_row(B, 3 * H, [&](int64_t b) {
-      T* xb = x + b * 3 * H;
-      const T* mb = mm + b * 3 * H;
+      T *xb = x + b * 3 * H, *hnb = hn + b * H, *yb = y + b * H;
+      const T *mb = mm + b * 3 * H, *hpb = hp + b * H;
       if (len.past(t, b)) {  // the row's sequence has ended: output 0 (its state is read at its last step)
-        std::fill(y + b * H, y + (b + 1) * H, T(0));
+        std::fill(yb, yb + H, T(0));
         return;
       }
 #pragma omp simd
@@ -168,11 +170,10 @@ void gru_forward_t(const at::Tensor& XP, const at::Tensor& h0, const at::Tensor&
         T rn = mb[2 * H + j] + bh[2 * H + j];  // W_hn h + b_hn
         T nn = tanh2(xb[2 * H + j] + r * rn);
         xb[j] = r, xb[H + j] = u, xb[2 * H + j] = nn;
-        hn[b * H + j] = rn;
-        y[b * H + j] = nn + u * (hp[b * H + j] - nn);
+        hnb[j] = rn;
+        yb[j] = nn + u * (hpb[j] - nn);
       }
     });
-    h = Y.select(0, t);
   }
 }
 
@@ -241,7 +242,8 @@ at::Tensor gru_backward_t(const at::Tensor& XP, const at::Tensor& HN, const at::
       }
       norms.add(t, squares);
     });
-    product_into(drp, Wt, packed, direct, true);  // ∂h_{t-1} = d u + ∂rp W_hh, over the direct part
+    if (!product_rows(dr, B, 3 * H, packed, dd, H, true))  // ∂h_{t-1} = d u + ∂rp W_hh, over the direct part
+      product_into(drp, Wt, packed, direct, true);
     dh = direct;  // the next step reads it where it writes its own direct part, element by element: no overlap
   }
   return dh;

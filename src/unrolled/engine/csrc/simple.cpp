@@ -128,20 +128,21 @@ template <typename T, int A>
 void elman_forward_t(const at::Tensor& XP, const at::Tensor& h0, const at::Tensor& W,
                      const std::optional<at::Tensor>& packed, const at::Tensor& Y, const Lengths& len) {
   const int64_t S = XP.size(0), B = XP.size(1), H = Y.size(2);
-  at::Tensor h = h0;
   for (int64_t t = 0; t < S; ++t) {
-    product_into(h, W, packed, XP.select(0, t), true);  // z_t = xp_t + h W_hhᵀ, over xp_t
-    const T* z = step_ptr<T>(XP, t);
-    T* y = step_ptr<T>(Y, t);
+    T *z = step_ptr<T>(XP, t), *y = step_ptr<T>(Y, t);
+    const T* h = t == 0 ? h0.data_ptr<T>() : step_ptr<T>(Y, t - 1);
+    if (!product_rows(h, B, H, packed, z, H, true))  // z_t = xp_t + h W_hhᵀ, over xp_t
+      product_into(t == 0 ? h0 : Y.select(0, t - 1), W, packed, XP.select(0, t), true);
     each_row(B, H, [&](int64_t b) {
+      T* yb = y + b * H;
       if (len.past(t, b)) {  // the row's sequence has ended: output 0 (its state is read at its last step)
-        std::fill(y + b * H, y + (b + 1) * H, T(0));
+        std::fill(yb, yb + H, T(0));
         return;
       }
+      const T* zb = z + b * H;
 #pragma omp simd
-      for (int64_t j = b * H; j < (b + 1) * H; ++j) y[j] = act<A>(z[j]);
+      for (int64_t j = 0; j < H; ++j) yb[j] = act<A>(zb[j]);
     });
-    h = Y.select(0, t);
   }
 }
 
@@ -171,9 +172,11 @@ at::Tensor elman_backward_t(const at::Tensor& dZ, const at::Tensor& Y, const at:
                             const StepNorms& norms) {
   const int64_t B = Y.size(1), H = Y.size(2);
   const Rows<T> dy(dY);
+  at::Tensor next[2];
   for (int64_t t = t1 - 1; t >= t0; --t) {
-    back_through_output<A>(t, B, H, step_ptr<T>(Y, t), dy, dh, d_final, step_ptr<T>(dZ, t - t0), len, norms, &sums);
-    dh = matmul(dZ.select(0, t - t0), Wt, packed);
+    T* dz = step_ptr<T>(dZ, t - t0);
+    back_through_output<A>(t, B, H, step_ptr<T>(Y, t), dy, dh, d_final, dz, len, norms, &sums);
+    dh = product_next(next, t, dz, B, H, H, packed, dZ.options(), [&] { return matmul(dZ.select(0, t - t0), Wt, packed); });
   }
   return dh;
 }
@@ -216,16 +219,18 @@ void jordan_forward_t(const at::Tensor& XP, const at::Tensor& y0, const at::Tens
                       const at::Tensor& Y, const Lengths& len) {
   const int64_t S = XP.size(0), B = XP.size(1), H = XP.size(2), O = Y.size(2);
   const T* by = bias_y ? bias_y->data_ptr<T>() : nullptr;
-  at::Tensor y_prev = y0;
   for (int64_t t = 0; t < S; ++t) {
-    product_into(y_prev, Wyh, packed, XP.select(0, t), true);  // xp_t + y_{t-1} W_yhᵀ, over xp_t
-    T* a = step_ptr<T>(XP, t);
+    T *a = step_ptr<T>(XP, t), *y = step_ptr<T>(Y, t);
+    const T* y_prev = t == 0 ? y0.data_ptr<T>() : step_ptr<T>(Y, t - 1);
+    if (!product_rows(y_prev, B, O, packed, a, H, true))  // xp_t + y_{t-1} W_yhᵀ, over xp_t
+      product_into(t == 0 ? y0 : Y.select(0, t - 1), Wyh, packed, XP.select(0, t), true);
     each_row(B, H, [&](int64_t b) {
+      T* ab = a + b * H;
 #pragma omp simd
-      for (int64_t j = b * H; j < (b + 1) * H; ++j) a[j] = act<AH>(a[j]);
+      for (int64_t j = 0; j < H; ++j) ab[j] = act<AH>(ab[j]);
     });
-    product_into(XP.select(0, t), Why, packed_out, Y.select(0, t), false);  // h_t W_hyᵀ, into Y[t]
-    T* y = step_ptr<T>(Y, t);
+    if (!product_rows<T>(a, B, H, packed_out, y, O, false))  // h_t W_hyᵀ, into Y[t]
+      product_into(XP.select(0, t), Why, packed_out, Y.select(0, t), false);
     each_row(B, O, [&](int64_t b) {
       T* yb = y + b * O;
       if (len.past(t, b)) {  // the row's sequence has ended: output 0 (its state is read at its last step)
@@ -235,7 +240,6 @@ void jordan_forward_t(const at::Tensor& XP, const at::Tensor& y0, const at::Tens
 #pragma omp simd
       for (int64_t j = 0; j < O; ++j) yb[j] = act<AY>(yb[j] + (by ? by[j] : T(0)));
     });
-    y_prev = Y.select(0, t);
   }
 }
 
@@ -273,12 +277,14 @@ at::Tensor jordan_backward_t(const at::Tensor& dA, const at::Tensor& dO, const a
                              const BiasSums& sums, const Lengths& len, const StepNorms& norms) {
   const int64_t B = dO.size(1), O = dO.size(2), H = Hs.size(2);
   const Rows<T> dy(dY);
+  at::Tensor next[2];
   for (int64_t t = t1 - 1; t >= t0; --t) {
     const T* y = Y.defined() ? step_ptr<T>(Y, t) : nullptr;
-    back_through_output<AY>(t, B, O, y, dy, dy_state, d_final, step_ptr<T>(dO, t - t0), len, norms, nullptr);
-    product_into(dO.select(0, t - t0), Why_t, packed_out, dA.select(0, t - t0), false);  // ∂h = ∂o W_hy, into dA
+    T *o = step_ptr<T>(dO, t - t0), *da = step_ptr<T>(dA, t - t0);
+    back_through_output<AY>(t, B, O, y, dy, dy_state, d_final, o, len, norms, nullptr);
+    if (!product_rows(o, B, O, packed_out, da, H, false))  // ∂h = ∂o W_hy, into dA
+      product_into(dO.select(0, t - t0), Why_t, packed_out, dA.select(0, t - t0), false);
     const T* h = step_ptr<T>(Hs, t);
-    T* da = step_ptr<T>(dA, t - t0);
     each_row(B, H, [&](int64_t b) {
       double* sb = sums.mine();
       const int64_t r = b * H;
@@ -292,7 +298,8 @@ at::Tensor jordan_backward_t(const at::Tensor& dA, const at::Tensor& dO, const a
         sb[j] += da[r + j];
       }
     });
-    dy_state = matmul(dA.select(0, t - t0), Wyh_t, packed);
+    dy_state = product_next(next, t, da, B, H, O, packed, dO.options(),
+                            [&] { return matmul(dA.select(0, t - t0), Wyh_t, packed); });
   }
   return dy_state;
 }
