@@ -145,7 +145,7 @@ class JordanCell(Cell):
         its h_s W_hyᵀ + b_y not; but there d_{s+1} = 0.)"""
         if s1 == s0:
             return d.new_zeros(d.shape[-1], self.output_size)
-        g = weight_grads(d, self._hidden(s0, s1), onednn=onednn)[0] @ self.weight_hy.T
+        g = self.out(weight_grads(d, self._hidden(s0, s1), onednn=onednn)[0])  # × W_hyᵀ as the steps multiply by it
         return g if self.bias_y is None else g.addr_(row_sum(d), self.bias_y)
 
     def extra_grads(self, t0: int, t1: int) -> dict[str, Tensor]:
