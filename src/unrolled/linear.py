@@ -123,9 +123,10 @@ class PackedLinear:
 # one-shot products: oneDNN pays from about this many multiply-adds up (benchmarks/gemm.py); for a weight
 # gradient (oneDNN's matmul, reading the operands where they lie), from GRAD_MIN_MACS: a (256 × 128)ᵀ (256 × 128)
 # took 46 µs against `@`'s 49 here, (512 × 64)ᵀ (512 × 64) 34 against 30. The engine takes Elman's and Jordan's
-# products over time a chunk of about GRAD_CHUNK_ROWS rows at a time (from a buffer of one chunk: memory; 768
-# against 512, alternated step by step: Jordan 1–4% faster, Elman up to 3%, their peaks 1 MB higher, still
-# under the reference backend's: Jordan's 40.1 against 41.5 MB at the charlm size, 6.8 against 7.0 small);
+# products over time a chunk of at most about GRAD_CHUNK_ROWS rows at a time (from a buffer of one chunk: memory;
+# 768 against 512, alternated step by step: Elman up to 3% faster, its peak under the reference backend's, 5.1
+# against 5.5 MB at the bench's small size; 1100 rows took it to 5.55; Jordan, which keeps no outputs, takes
+# two halves instead: cells/jordan.py);
 # `weight_grads` itself copies operands whose rows are not contiguous GRAD_COPY_ROWS rows at a time, and
 # otherwise makes one product: over 3200 rows, 0.74 ms against 0.96 in chunks of 512 for the small GRU's W_ih.
 BIG_MIN_MACS, GRAD_MIN_MACS, GRAD_CHUNK_ROWS, GRAD_COPY_ROWS = 2**25, 2**22, 768, 4096
