@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from unrolled.bench import CLASSES, SIZES, _Model, bench_training, median_seconds
 from unrolled.cli import keep_freed_memory
 from unrolled.engine import native
-from unrolled.linear import GRAD_CHUNK_ROWS, PackedLinear
+from unrolled.layers import LAYERS
+from unrolled.linear import PackedLinear
 
 LP, REORDER = torch.ops.mkldnn._linear_pointwise, torch.ops.mkldnn._reorder_linear_weight
 GATES = {"elman": 1, "jordan": 1, "gru": 3, "lstm": 4}
@@ -81,7 +82,8 @@ def floor_ms(cell: str, size: str) -> dict[str, float]:
     B, T, H, L = s["batch"], s["steps"], s["hidden"], s["layers"]
     G, N = GATES[cell] * H, T * B
     per_step = 2 if cell == "jordan" else 1  # products each way per step (Jordan: through W_yh and W_hy)
-    chunk = min(N, GRAD_CHUNK_ROWS) if cell in ("elman", "jordan") else N  # the engine's sums over time
+    layer_cell = LAYERS[cell](H, H).cell(0)
+    chunk = N if layer_cell.saves_z else B * layer_cell.chunk_steps(B, T)  # the engine's sums over time
     parts = {
         "input projections": L * product(N, H, G),
         "recurrent products forward": L * per_step * step_products(B, H, G, T),
