@@ -145,7 +145,7 @@ def test_bptt_peak_memory_is_not_more_than_reference(name):
 
 
 @pytest.mark.parametrize("output_activation, keeps", [("identity", False), ("tanh", True)])
-def test_jordan_keeps_its_outputs_for_the_backward_only_where_it_reads_them(output_activation, keeps):
+def test_jordan_keeps_its_outputs_for_the_backward_only_where_it_reads_them(output_activation, keeps, steps):
     """With an identity output, W_yh's gradient comes from the h_t (Σ ∂a_tᵀ y_{t-1} = (Σ ∂a_tᵀ h_{t-1}) W_hyᵀ + ...):
     the engine saves nothing that shares the outputs' memory, so the outputs go when the caller drops them."""
     cell = JordanCell(3, 4, output_activation=output_activation)

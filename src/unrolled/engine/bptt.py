@@ -18,7 +18,8 @@ Memory: a cell that keeps its gates in z (`saves_z`: LSTM, GRU) has them in XP, 
 ∂L/∂z over them once read, so the pass holds one (T, B, G) buffer, not three; for the others (Elman,
 Jordan) the products over time are taken a chunk at a time during the backward, from a buffer of one
 chunk, and ∂X goes into memory the cell is done with where it has some (`spent_by_chunk`: Jordan's h_t).
-Each step's saved tensors are freed as the backward passes it. That uses the forward's results up: a
+The outputs Y are kept for the backward only where it reads them (`backward_reads_outputs`: not Jordan's
+with an identity output, whose W_yh gradient comes from its h_t). Each step's saved tensors are freed as the backward passes it. That uses the forward's results up: a
 second backward through the same pass (`retain_graph=True`, gradcheck) runs the forward again. The
 backward is not itself differentiable (second derivatives: the reference backend).
 
