@@ -73,7 +73,7 @@ def test_engine_equals_autograd(kind, use_lengths, reverse, steps):
         assert_close(b, a, 1e-10)
 
 
-@pytest.mark.parametrize("kind", ["tanh", "lstm", "gru", "jordan", "jordan-softmax"])
+@pytest.mark.parametrize("kind", ["tanh", "lstm", "gru", "jordan", "jordan-softmax", "jordan-identity"])
 def test_engine_gradcheck(kind, steps):
     cell = CELLS[kind]().double()
     names = [n for n, _ in cell.named_parameters()]
@@ -193,7 +193,7 @@ def test_engine_equals_autograd_for_a_single_step(kind, steps):
         assert_close(b, a, 1e-10)
 
 
-@pytest.mark.parametrize("kind", ["lstm", "gru", "jordan"])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "jordan", "jordan-identity"])
 def test_a_second_backward_through_the_same_pass_gives_the_same_gradients(kind, steps):
     """The backward uses up what the forward saved; going back again (retain_graph=True) recomputes it."""
     cell = CELLS[kind]().double()
