@@ -147,9 +147,11 @@ def test_bptt_peak_memory_is_not_more_than_reference(name):
 @pytest.mark.parametrize("output_activation, keeps", [("identity", False), ("tanh", True)])
 def test_jordan_keeps_its_outputs_for_the_backward_only_where_it_reads_them(output_activation, keeps, steps):
     """With an identity output, W_yh's gradient comes from the h_t (Σ ∂a_tᵀ y_{t-1} = (Σ ∂a_tᵀ h_{t-1}) W_hyᵀ + ...):
-    the engine saves nothing that shares the outputs' memory, so the outputs go when the caller drops them."""
+    the engine saves nothing that shares the outputs' memory, so the outputs go when the caller drops them; the
+    C++ loops then write them batch-first, where a head reads them with no copy."""
     cell = JordanCell(3, 4, output_activation=output_activation)
     ys, _ = unroll_bptt(cell, torch.randn(2, 5, 3, requires_grad=True))
+    assert ys.is_contiguous() == (steps == "c++" and not keeps)
     node = ys.grad_fn
     while type(node).__name__ != "_BPTTBackward":
         node = node.next_functions[0][0]

@@ -188,7 +188,7 @@ struct Rows {
 
 void check_rows(const at::Tensor& t, at::IntArrayRef sizes, at::ScalarType dtype) {
   TORCH_CHECK(t.sizes() == sizes && t.stride(2) == 1 && t.device().is_cpu() && t.scalar_type() == dtype,
-              "unrolled native engine: the output gradient must be a CPU tensor shaped as the output, rows contiguous");
+              "unrolled native engine: the outputs and their gradient must be CPU tensors (steps, B, ·) with contiguous rows");
 }
 void check_rows(const at::Tensor& t, const at::Tensor& Y) { check_rows(t, Y.sizes(), Y.scalar_type()); }
 

@@ -217,22 +217,22 @@ void jordan_forward_t(const at::Tensor& XP, const at::Tensor& y0, const at::Tens
                       const std::optional<at::Tensor>& packed, const at::Tensor& Why,
                       const std::optional<at::Tensor>& packed_out, const std::optional<at::Tensor>& bias_y,
                       const at::Tensor& Y, const Lengths& len) {
-  const int64_t S = XP.size(0), B = XP.size(1), H = XP.size(2), O = Y.size(2);
+  const int64_t S = XP.size(0), B = XP.size(1), H = XP.size(2), O = Y.size(2), ys = Y.stride(1);  // Y's row stride
   const T* by = bias_y ? bias_y->data_ptr<T>() : nullptr;
   for (int64_t t = 0; t < S; ++t) {
     T *a = step_ptr<T>(XP, t), *y = step_ptr<T>(Y, t);
     const T* y_prev = t == 0 ? y0.data_ptr<T>() : step_ptr<T>(Y, t - 1);
-    if (!product_rows(y_prev, B, O, packed, a, H, true))  // xp_t + y_{t-1} W_yhᵀ, over xp_t
+    if (!product_rows(y_prev, B, t == 0 ? O : ys, packed, a, H, true))  // xp_t + y_{t-1} W_yhᵀ, over xp_t
       product_into(t == 0 ? y0 : Y.select(0, t - 1), Wyh, packed, XP.select(0, t), true);
     each_row(B, H, [&](int64_t b) {
       T* ab = a + b * H;
 #pragma omp simd
       for (int64_t j = 0; j < H; ++j) ab[j] = act<AH>(ab[j]);
     });
-    if (!product_rows<T>(a, B, H, packed_out, y, O, false))  // h_t W_hyᵀ, into Y[t]
+    if (!product_rows<T>(a, B, H, packed_out, y, ys, false))  // h_t W_hyᵀ, into Y[t]
       product_into(XP.select(0, t), Why, packed_out, Y.select(0, t), false);
     each_row(B, O, [&](int64_t b) {
-      T* yb = y + b * O;
+      T* yb = y + b * ys;
       if (len.past(t, b)) {  // the row's sequence has ended: output 0 (its state is read at its last step)
         std::fill(yb, yb + O, T(0));
         return;
@@ -248,9 +248,9 @@ void jordan_forward(at::Tensor XP, const at::Tensor& y0, const at::Tensor& Wyh, 
                     const std::optional<at::Tensor>& bias_y, int64_t act_h, int64_t act_y, at::Tensor Y,
                     const std::optional<at::Tensor>& lengths) {
   const int64_t H = XP.size(2), O = Y.size(2);
-  check({XP, Y}, {{y0, O}});
+  check({XP}, {{y0, O}});
+  check_rows(Y, {XP.size(0), XP.size(1), O}, XP.scalar_type());  // time-major, or batch-first seen time-major
   check_lengths(lengths, XP.size(1), XP.size(0));
-  check_range(XP, Y, 0, XP.size(0));
   check_weight(Wyh, packed, H, O), check_weight(Why, packed_out, O, H);
   TORCH_CHECK(!bias_y || (bias_y->numel() == O && bias_y->scalar_type() == XP.scalar_type()), "jordan_forward: bias");
   const at::Tensor y_0 = y0.contiguous();
