@@ -69,9 +69,9 @@ class JordanCell(Cell):
 
     def chunk_steps(self, batch_size: int, steps: int) -> int:
         """Without the outputs kept, the sums go in two halves (or the usual chunks, if longer): the two chunk
-        buffers, ∂L/∂a and ∂L/∂o, then take about the memory the outputs would have held. Measured, one training
-        step alternated with the other: 0.95–0.97× the time of three chunks at the bench's small size, 0.96× at
-        its charlm size (docs/benchmarks.md)."""
+        buffers, ∂L/∂a and ∂L/∂o, then take about the memory the outputs would have held. Measured, training
+        steps alternated in one process: 0.89× the time of 768-row chunks at the bench's small size, 0.88× at its
+        charlm size; 0.95–0.97× and 0.96× that of three chunks (docs/benchmarks.md)."""
         usual = super().chunk_steps(batch_size, steps)
         return usual if self.backward_reads_outputs else max(usual, -(-steps // 2))
 
@@ -86,13 +86,13 @@ class JordanCell(Cell):
         self.onednn = onednn_for_grads(steps * batch_size, self.output_size, self.hidden_size)  # for the whole sum
         self.hs: list[Tensor | None] = []
         self.dos: Tensor | None = None
+        self.dos_shape = (min(self.chunk, steps), batch_size, self.output_size)
         self.t = steps
 
-    def _dos(self, batch_size: int) -> Tensor:
+    def _dos(self) -> Tensor:
         """The chunk buffer of ∂L/∂o, made when the backward first needs it (not held through the forward)."""
         if self.dos is None:
-            steps = min(self.chunk, len(self.hs))
-            self.dos = self.weight_hy.new_empty(steps, batch_size, self.output_size)
+            self.dos = self.weight_hy.new_empty(self.dos_shape)
         return self.dos
 
     def step(self, a: Tensor, y_prev: Tensor, y: Tensor):
@@ -106,7 +106,7 @@ class JordanCell(Cell):
         The fed-back y_{t-1} reaches the step only through W_yh, so there is no direct term."""
         h, y = saved
         self.t -= 1
-        do = self._dos(h.shape[0])[self.t % self.chunk]
+        do = self._dos()[self.t % self.chunk]
         do.copy_(_act_backward(self.output_activation, dstate + dy, y))
         da.copy_(_act_backward(self.hidden_activation, self.out_back(do), h))
         return None
@@ -130,7 +130,7 @@ class JordanCell(Cell):
     def native_backward(self, ops, Y, t0, t1, dY, dy, d_final, back, da, _, lengths, norms):
         """Steps t1-1..t0 back, writing ∂L/∂a into `da` and ∂L/∂o into this pass's chunk buffer `dos`. Y: the
         outputs, or None where σ_y is the identity (its derivative needs none)."""
-        ob, dos = self.out_back, self._dos(dY.shape[1])[: t1 - t0]
+        ob, dos = self.out_back, self._dos()[: t1 - t0]
         buffers = (da, dos, self.hs, Y, dY, dy, d_final)
         weights = (back.weight, back.packed, ob.weight, ob.packed)
         return ops.jordan_backward(*buffers, *weights, *self._codes, t0, t1, lengths, norms)

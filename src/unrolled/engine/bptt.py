@@ -19,9 +19,10 @@ Memory: a cell that keeps its gates in z (`saves_z`: LSTM, GRU) has them in XP, 
 Jordan) the products over time are taken a chunk at a time during the backward, from a buffer of one
 chunk, and ∂X goes into memory the cell is done with where it has some (`spent_by_chunk`: Jordan's h_t).
 The outputs Y are kept for the backward only where it reads them (`backward_reads_outputs`: not Jordan's
-with an identity output, whose W_yh gradient comes from its h_t). Each step's saved tensors are freed as the backward passes it. That uses the forward's results up: a
-second backward through the same pass (`retain_graph=True`, gradcheck) runs the forward again. The
-backward is not itself differentiable (second derivatives: the reference backend).
+with an identity output, whose W_yh gradient comes from its h_t). Each step's saved tensors are freed as
+the backward passes it. That uses the forward's results up: a second backward through the same pass
+(`retain_graph=True`, gradcheck) runs the forward again. The backward is not itself differentiable
+(second derivatives: the reference backend).
 
 The time loops: each cell's `step`/`step_backward` in Python, or, on the CPU (where they are built,
 native.py), the same equations T steps at a time in C++ (engine/csrc/, the cell's `native_forward`/

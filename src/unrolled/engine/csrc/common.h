@@ -125,56 +125,41 @@ void blocked_product(const at::Tensor& x, const at::Tensor& blocks, float* out, 
   tiled_product(x.data_ptr<float>(), 1, x.size(0), 0, x.stride(0), blocks, out, 0, ldo, add, nullptr);
 }
 
-// The same product on raw rows, for the loops' steps: M rows of x (stride ldx) times W as blocks into out (stride
-// ldo), or added to it; no tensor is made per step. False (nothing done) where W is not in blocks: the caller
-// then goes through the tensor forms below.
+// A step's product on its rows, in place: out = x Wᵀ, or out += x Wᵀ (add), x M rows of K (stride ldx), out M rows
+// of N (stride ldo), W (N, K) as the caller prepared it (linear.PackedLinear). On the micro-kernel straight from
+// the pointers, no tensor made per step; otherwise oneDNN's linear with W packed, or at::mm, on views of the same
+// rows, the product computed aside then copied or added.
 template <typename T>
-bool product_rows(const T* x, int64_t M, int64_t ldx, const std::optional<at::Tensor>& packed, T* out, int64_t ldo,
-                  bool add) {
+void step_product(const T* x, int64_t M, int64_t ldx, const at::Tensor& w, const std::optional<at::Tensor>& packed,
+                  T* out, int64_t ldo, bool add) {
   if constexpr (std::is_same_v<T, float>) {
-    if (is_blocks(packed)) {
-      tiled_product(x, 1, M, 0, ldx, *packed, out, 0, ldo, add, nullptr);
-      return true;
-    }
+    if (is_blocks(packed)) return tiled_product(x, 1, M, 0, ldx, *packed, out, 0, ldo, add, nullptr);
   }
-  return false;
-}
-
-// A step back's x Wᵀ, the gradient of the previous state (x: M rows of K at x, stride ldx), which the next step back
-// reads: on the micro-kernel into next[t % 2], the two buffers taking turns, else a new tensor from `tensor_form`.
-template <typename T, typename F>
-at::Tensor product_next(at::Tensor (&next)[2], int64_t t, const T* x, int64_t M, int64_t ldx, int64_t N,
-                        const std::optional<at::Tensor>& packed, const at::TensorOptions& options, const F& tensor_form) {
-  at::Tensor& out = next[t % 2];
-  if (!out.defined()) out = at::empty({M, N}, options);
-  return product_rows(x, M, ldx, packed, out.data_ptr<T>(), N, false) ? out : tensor_form();
-}
-
-// x Wᵀ for x (B, K), W (N, K), a new tensor (the step's state gradient, which the next step reads)
-at::Tensor matmul(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& packed) {
-  if (is_blocks(packed)) {
-    at::Tensor out = at::empty({x.size(0), w.size(0)}, x.options());
-    blocked_product(x, *packed, out.data_ptr<float>(), out.stride(0), false);
-    return out;
-  }
+  const at::Tensor xs = at::from_blob(const_cast<T*>(x), {M, w.size(1)}, {ldx, 1}, w.options());
+  at::Tensor os = at::from_blob(out, {M, w.size(0)}, {ldo, 1}, w.options());
+  at::Tensor m;
   if (packed.has_value()) {
     static auto op = c10::Dispatcher::singleton()
                          .findSchemaOrThrow("mkldnn::_linear_pointwise", "")
                          .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
                                            c10::string_view, c10::List<std::optional<at::Scalar>>,
                                            std::optional<c10::string_view>)>();
-    return op.call(x, *packed, std::nullopt, "none", c10::List<std::optional<at::Scalar>>(), std::nullopt).contiguous();
+    m = op.call(xs, *packed, std::nullopt, "none", c10::List<std::optional<at::Scalar>>(), std::nullopt);
+  } else {
+    m = at::mm(xs, w.t());
   }
-  return at::mm(x, w.t());
+  add ? os.add_(m) : os.copy_(m);
 }
 
-// out = x Wᵀ, or out += x Wᵀ (add), in place (out's rows contiguous): the micro-kernel writes there directly, with
-// no buffer of its own; the other forms compute aside, then copy or add.
-void product_into(const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& packed, at::Tensor out,
-                  bool add) {
-  if (is_blocks(packed)) return blocked_product(x, *packed, out.data_ptr<float>(), out.stride(0), add);
-  const at::Tensor m = matmul(x, w, packed);
-  add ? out.add_(m) : out.copy_(m);
+// A step back's x Wᵀ, the gradient of the previous state, which the next step back reads: into next[t % 2], the
+// two (M, N) buffers taking turns (the step reads one while it writes the other).
+template <typename T>
+const at::Tensor& product_next(at::Tensor (&next)[2], int64_t t, const T* x, int64_t M, int64_t ldx, const at::Tensor& w,
+                               const std::optional<at::Tensor>& packed) {
+  at::Tensor& out = next[t % 2];
+  if (!out.defined()) out = at::empty({M, w.size(0)}, w.options());
+  step_product(x, M, ldx, w, packed, out.data_ptr<T>(), w.size(0), false);
+  return out;
 }
 
 // ∂L/∂Y, (T, B, N) with contiguous rows: time-major, or a batch-first tensor seen time-major, read in place.

@@ -16,8 +16,7 @@ void lstm_forward_t(const at::Tensor& XP, const at::Tensor& h0, const at::Tensor
   for (int64_t t = 0; t < S; ++t) {
     T* z = step_ptr<T>(XP, t);
     const T* hp = t == 0 ? h0.data_ptr<T>() : step_ptr<T>(Y, t - 1);
-    if (!product_rows(hp, B, H, packed, z, 4 * H, true))  // z_t = xp_t + h W_hhᵀ, over xp_t
-      product_into(t == 0 ? h0 : Y.select(0, t - 1), W, packed, XP.select(0, t), true);
+    step_product(hp, B, H, W, packed, z, 4 * H, true);  // z_t = xp_t + h W_hhᵀ, over xp_t
     const T* cp = t == 0 ? c0.data_ptr<T>() : step_ptr<T>(C, t - 1);
     T* cn = step_ptr<T>(C, t);
     T* y = step_ptr<T>(Y, t);
@@ -107,7 +106,7 @@ void lstm_backward_t(const at::Tensor& XP, const at::Tensor& C, const at::Tensor
       }
       norms.add(t, squares);
     });
-    dh = product_next(next, t, z, B, 4 * H, H, packed, XP.options(), [&] { return matmul(XP.select(0, t), Wt, packed); });
+    dh = product_next(next, t, z, B, 4 * H, Wt, packed);
   }
 }
 
@@ -151,8 +150,7 @@ void gru_forward_t(const at::Tensor& XP, const at::Tensor& h0, const at::Tensor&
   at::Tensor rp = at::empty({B, 3 * H}, XP.options());  // h W_hhᵀ, one step's, in place step after step
   for (int64_t t = 0; t < S; ++t) {
     const T* hp = t == 0 ? h0.data_ptr<T>() : step_ptr<T>(Y, t - 1);
-    if (!product_rows(hp, B, H, packed, rp.data_ptr<T>(), 3 * H, false))
-      product_into(t == 0 ? h0 : Y.select(0, t - 1), W, packed, rp, false);
+    step_product(hp, B, H, W, packed, rp.data_ptr<T>(), 3 * H, false);
     T* x = step_ptr<T>(XP, t);
     const T* mm = rp.data_ptr<T>();
     T *hn = step_ptr<T>(HN, t), *y = step_ptr<T>(Y, t);
@@ -242,8 +240,7 @@ at::Tensor gru_backward_t(const at::Tensor& XP, const at::Tensor& HN, const at::
       }
       norms.add(t, squares);
     });
-    if (!product_rows(dr, B, 3 * H, packed, dd, H, true))  // ∂h_{t-1} = d u + ∂rp W_hh, over the direct part
-      product_into(drp, Wt, packed, direct, true);
+    step_product(dr, B, 3 * H, Wt, packed, dd, H, true);  // ∂h_{t-1} = d u + ∂rp W_hh, over the direct part
     dh = direct;  // the next step reads it where it writes its own direct part, element by element: no overlap
   }
   return dh;

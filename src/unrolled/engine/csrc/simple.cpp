@@ -131,8 +131,7 @@ void elman_forward_t(const at::Tensor& XP, const at::Tensor& h0, const at::Tenso
   for (int64_t t = 0; t < S; ++t) {
     T *z = step_ptr<T>(XP, t), *y = step_ptr<T>(Y, t);
     const T* h = t == 0 ? h0.data_ptr<T>() : step_ptr<T>(Y, t - 1);
-    if (!product_rows(h, B, H, packed, z, H, true))  // z_t = xp_t + h W_hhᵀ, over xp_t
-      product_into(t == 0 ? h0 : Y.select(0, t - 1), W, packed, XP.select(0, t), true);
+    step_product(h, B, H, W, packed, z, H, true);  // z_t = xp_t + h W_hhᵀ, over xp_t
     each_row(B, H, [&](int64_t b) {
       T* yb = y + b * H;
       if (len.past(t, b)) {  // the row's sequence has ended: output 0 (its state is read at its last step)
@@ -176,7 +175,7 @@ at::Tensor elman_backward_t(const at::Tensor& dZ, const at::Tensor& Y, const at:
   for (int64_t t = t1 - 1; t >= t0; --t) {
     T* dz = step_ptr<T>(dZ, t - t0);
     back_through_output<A>(t, B, H, step_ptr<T>(Y, t), dy, dh, d_final, dz, len, norms, &sums);
-    dh = product_next(next, t, dz, B, H, H, packed, dZ.options(), [&] { return matmul(dZ.select(0, t - t0), Wt, packed); });
+    dh = product_next(next, t, dz, B, H, Wt, packed);
   }
   return dh;
 }
@@ -222,15 +221,13 @@ void jordan_forward_t(const at::Tensor& XP, const at::Tensor& y0, const at::Tens
   for (int64_t t = 0; t < S; ++t) {
     T *a = step_ptr<T>(XP, t), *y = step_ptr<T>(Y, t);
     const T* y_prev = t == 0 ? y0.data_ptr<T>() : step_ptr<T>(Y, t - 1);
-    if (!product_rows(y_prev, B, t == 0 ? O : ys, packed, a, H, true))  // xp_t + y_{t-1} W_yhᵀ, over xp_t
-      product_into(t == 0 ? y0 : Y.select(0, t - 1), Wyh, packed, XP.select(0, t), true);
+    step_product(y_prev, B, t == 0 ? O : ys, Wyh, packed, a, H, true);  // xp_t + y_{t-1} W_yhᵀ, over xp_t
     each_row(B, H, [&](int64_t b) {
       T* ab = a + b * H;
 #pragma omp simd
       for (int64_t j = 0; j < H; ++j) ab[j] = act<AH>(ab[j]);
     });
-    if (!product_rows<T>(a, B, H, packed_out, y, ys, false))  // h_t W_hyᵀ, into Y[t]
-      product_into(XP.select(0, t), Why, packed_out, Y.select(0, t), false);
+    step_product<T>(a, B, H, Why, packed_out, y, ys, false);  // h_t W_hyᵀ, into Y[t]
     each_row(B, O, [&](int64_t b) {
       T* yb = y + b * ys;
       if (len.past(t, b)) {  // the row's sequence has ended: output 0 (its state is read at its last step)
@@ -282,8 +279,7 @@ at::Tensor jordan_backward_t(const at::Tensor& dA, const at::Tensor& dO, const a
     const T* y = Y.defined() ? step_ptr<T>(Y, t) : nullptr;
     T *o = step_ptr<T>(dO, t - t0), *da = step_ptr<T>(dA, t - t0);
     back_through_output<AY>(t, B, O, y, dy, dy_state, d_final, o, len, norms, nullptr);
-    if (!product_rows(o, B, O, packed_out, da, H, false))  // ∂h = ∂o W_hy, into dA
-      product_into(dO.select(0, t - t0), Why_t, packed_out, dA.select(0, t - t0), false);
+    step_product(o, B, O, Why_t, packed_out, da, H, false);  // ∂h = ∂o W_hy, into dA
     const T* h = step_ptr<T>(Hs, t);
     each_row(B, H, [&](int64_t b) {
       double* sb = sums.mine();
@@ -298,8 +294,7 @@ at::Tensor jordan_backward_t(const at::Tensor& dA, const at::Tensor& dO, const a
         sb[j] += da[r + j];
       }
     });
-    dy_state = product_next(next, t, da, B, H, O, packed, dO.options(),
-                            [&] { return matmul(dA.select(0, t - t0), Wyh_t, packed); });
+    dy_state = product_next(next, t, da, B, H, Wyh_t, packed);
   }
   return dy_state;
 }
