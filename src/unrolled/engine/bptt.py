@@ -8,10 +8,10 @@ product is added into xp_t in place; large products go through oneDNN (linear.py
 from t = T to 1: the cell's local backward turns ∂L/∂state_t (from step t+1) plus ∂L/∂y_t (from the
 loss) into ∂L/∂xp_t, ∂L/∂rp_t and the direct part of ∂L/∂state_{t-1}, to which ∂L/∂rp_t W_rec is
 added. The weight gradients are GEMMs over many steps at once, ∂W_ih = Σ_t ∂xp_tᵀ x_t and
-∂W_rec = Σ_t ∂rp_tᵀ r_{t-1} (r_{t-1} = y_{t-1} read from Y when there is no padding), with
-∂X = ∂XP W_ih; none is computed when nobody needs it. On the CPU they go through oneDNN's matmul
-(linear.matmul_into, weight_grads), which reads ∂XPᵀ in place and accumulates chunk after chunk into
-the sum. On oneDNN's micro-kernel (float32), the projection reads the layer's batch-first input and ∂X
+∂W_rec = Σ_t ∂rp_tᵀ r_{t-1} (r_{t-1} = y_{t-1}, or h_0 at t = 0, all read where they lie: Y is made
+behind a row of h_0; padded Python steps stack them apart), with ∂X = ∂XP W_ih; none is computed
+when nobody needs it. On the CPU they go through oneDNN's matmul (linear.matmul_into, weight_grads),
+which reads ∂XPᵀ in place and accumulates chunk after chunk into the sum. On oneDNN's micro-kernel (float32), the projection reads the layer's batch-first input and ∂X
 is written into a batch-first tensor, where they lie (PackedLinear.over_steps): no transposing copies.
 
 Memory: a cell that keeps its gates in z (`saves_z`: LSTM, GRU) has them in XP, and the backward writes
@@ -73,7 +73,8 @@ def _native_ops(c: Cell, X: Tensor):
 
 
 def _forward(c: Cell, X: Tensor, state0, masks, w: dict, ops=None, lengths=None):
-    """The forward pass over time: (XP, Y, what the steps saved, the stacked r_{t-1} or None, the final state).
+    """The forward pass over time: (XP, Y, the outputs behind h_0 or None, what the steps saved, the stacked
+    r_{t-1} or None, the final state).
 
     XP = X W_ihᵀ + b is computed for all steps at once; an additive cell's z_t = xp_t + r_{t-1} W_recᵀ is then
     written over xp_t, so that XP holds the steps' z (and the gates a cell saves there) with no second (T, B, G)
@@ -89,11 +90,16 @@ def _forward(c: Cell, X: Tensor, state0, masks, w: dict, ops=None, lengths=None)
     # each step writes y_t into Y[t]; where the backward does not read Y, the C++ loops write it batch-first
     # (seen time-major), as the layer returns it: a head reads it where it lies, with no copy (small Jordan:
     # 0.96–1.00× the step, alternated in one process; peak 5.67 → 5.40 MB)
-    batch_first = ops is not None and not c.backward_reads_outputs
-    Y = X.new_empty(B, T, c.output_size).transpose(0, 1) if batch_first else X.new_empty(T, B, c.output_size)
+    if ops is not None and not c.backward_reads_outputs:
+        Y, prev = X.new_empty(B, T, c.output_size).transpose(0, 1), None
+    else:  # Y behind a row of h_0, prev[t] = y_{t-1} for t = 0..T-1: W_rec's gradient reads every r_{t-1} there,
+        # the first step's with the others, in one product (no second one for h_0; the same speed, within ±1.5%)
+        prev = X.new_empty(T + 1, B, c.output_size)
+        prev[0] = _rec_input(state0)
+        Y = prev[1:]
     if ops is not None:  # a padded row's r_{t-1} differs from y_{t-1} only where ∂L/∂z_t = 0: R is not needed
         state, saved = c.native_forward(ops, XP, state0, Y, rec, b_rec, lengths)
-        return XP, Y, saved, None, state
+        return XP, Y, prev, saved, None, state
     state, saved, rec_inputs = state0, [], []
     r_is_y = masks is None  # then r_t = y_{t-1} (a view of Y): W_rec's gradient needs no copy of them
     for t in range(T):
@@ -110,7 +116,7 @@ def _forward(c: Cell, X: Tensor, state0, masks, w: dict, ops=None, lengths=None)
         rec_inputs.append(r)
         saved.append(s)
         state = new
-    return XP, Y, saved, None if r_is_y else torch.stack(rec_inputs), state
+    return XP, Y, prev, saved, None if r_is_y else torch.stack(rec_inputs), state
 
 
 class _BPTT(torch.autograd.Function):
@@ -121,11 +127,11 @@ class _BPTT(torch.autograd.Function):
         c = cell.bind(w)
         X = xs.transpose(0, 1)  # (T, B, F): time-major inside
         masks, ops = step_masks(lengths, X.shape[0]), _native_ops(c, X)  # masks: for the Python steps
-        XP, Y, saved, R, state = _forward(c, X, state0, masks, w, ops, lengths)
+        XP, Y, prev, saved, R, state = _forward(c, X, state0, masks, w, ops, lengths)
         ctx.c, ctx.names, ctx.masks, ctx.lengths, ctx.record = c, names, masks, lengths, record
         ctx.n_state, ctx.ops = n_state, ops
         ctx.state0, ctx.steps = state0, (XP if c.saves_z else None, saved)
-        ctx.save_for_backward(X, Y if c.backward_reads_outputs else None, R, *tensors[n_state:])
+        ctx.save_for_backward(X, prev if c.backward_reads_outputs else None, R, *tensors[n_state:])
         final = [p if p._base is None else p.clone() for p in _parts(state)]  # not views of whole buffers
         return (Y, *final)  # (T, B, O) time-major, final state
 
@@ -133,13 +139,13 @@ class _BPTT(torch.autograd.Function):
     @once_differentiable  # the hand-written backward is not itself differentiated: a second order says so
     def backward(ctx, dY, *d_final):
         c, masks = ctx.c, ctx.masks
-        X, Y, R, *weights = ctx.saved_tensors
+        X, prev, R, *weights = ctx.saved_tensors
         w = dict(zip(ctx.names, weights))
         # The backward uses up what the forward saved: it frees each step's tensors once past them and
         # writes ∂L/∂z over z. A second backward through the same pass (gradcheck, retain_graph=True)
         # runs the forward again first, from the saved inputs.
         if ctx.steps is None:
-            XP, _, saved_steps, _, _ = _forward(c, X, ctx.state0, masks, w, ctx.ops, ctx.lengths)
+            XP, _, _, saved_steps, _, _ = _forward(c, X, ctx.state0, masks, w, ctx.ops, ctx.lengths)
         else:
             (XP, saved_steps), ctx.steps = ctx.steps, None
         W_rec = w[c.rec_weight]
@@ -159,7 +165,7 @@ class _BPTT(torch.autograd.Function):
         # additive cells: ∂L/∂xp = ∂L/∂rp; a cell with rec_blocks keeps ∂L/∂rp in blocks of its own (GRU, C++)
         dRP = dXP if c.additive else None if rec_blocks else torch.empty_like(dXP)
         back = PackedLinear(W_rec.T, B, T)  # ∂L/∂r_{t-1} = ∂L/∂rp_t W_rec
-        sums = _ChunkSums(ctx, c, X, Y, R, w)
+        sums = _ChunkSums(ctx, c, X, prev, R, w)
         norms = torch.empty(T, dtype=X.dtype, device=X.device) if ctx.record is not None else None
         if ctx.ops is not None and dY.stride(-1) != 1:
             dY = dY.contiguous()  # the C++ loops read contiguous rows, time-major or batch-first
@@ -213,10 +219,10 @@ class _ChunkSums:
     ∂X = ∂XP W_ih. Each chunk is one GEMM of about GRAD_CHUNK_ROWS rows per weight, on data the step
     backwards just wrote; only a chunk of ∂L/∂xp need be kept (unless the cell keeps its gates there)."""
 
-    def __init__(self, ctx, c: Cell, X: Tensor, Y: Tensor, R: Tensor | None, w: dict):
+    def __init__(self, ctx, c: Cell, X: Tensor, prev: Tensor | None, R: Tensor | None, w: dict):
         T, B, G = X.shape[0], X.shape[1], w[c.rec_weight].shape[0]
         needed = dict(zip(ctx.names, ctx.needs_input_grad[6 + ctx.n_state :]))  # frozen weights: no GEMM
-        self.c, self.X, self.Y, self.R, self.w = c, X, Y, R, w
+        self.c, self.X, self.prev, self.R, self.w = c, X, prev, R, w
         self.h0 = _rec_input(ctx.state0)
         self.ih, self.rec = needed["weight_ih"], needed[c.rec_weight]
         self.onednn = onednn_for_grads(T * B, G, X.shape[2])  # decided for the whole sum, not a chunk
@@ -259,20 +265,15 @@ class _ChunkSums:
 
     def _rec_grad(self, d, t0: int, t1: int) -> Tensor:
         """Σ_t ∂rp_tᵀ r_{t-1} over steps t0..t1-1 (d: their ∂L/∂rp, or its column blocks). r_{t-1} is y_{t-1}, read
-        where it lies in Y (or, where the cell kept no Y, computed with it from what it kept), except at step 0,
-        which multiplied h_0: that one's product is added on its own."""
+        where it lies in `prev` (the outputs behind h_0), or, where the cell kept no outputs, computed with it from
+        what it kept, with step 0's product (it multiplied h_0) added on its own."""
         if self.R is not None:  # the Python steps on padded rows: r_{t-1} stacked in the forward
             return weight_grads(d, self.R[t0:t1], onednn=self.onednn)[0]
-        blocks = d if isinstance(d, list) else [d]
-        first = 1 if t0 == 0 else 0  # rows of d whose r_{t-1} is in Y
-        if self.Y is None:
-            g = self.c.rec_input_grads(d[first:], t0 + first - 1, t1 - 1, self.onednn)
-        else:
-            g = weight_grads([b[first:] for b in blocks], self.Y[t0 + first - 1 : t1 - 1], onednn=self.onednn)[0]
-        if t0 == 0:
-            for b, out in zip(blocks, g.split([b.shape[-1] for b in blocks])):
-                matmul_into(b[0].T, self.h0, out, accumulate=True, onednn=self.onednn)
-        return g
+        if self.prev is not None:
+            return weight_grads(d, self.prev[t0:t1], onednn=self.onednn)[0]
+        first = 1 if t0 == 0 else 0  # rows of d whose r_{t-1} is an output
+        g = self.c.rec_input_grads(d[first:], t0 + first - 1, t1 - 1, self.onednn)
+        return g if t0 > 0 else matmul_into(d[0].T, self.h0, g, accumulate=True, onednn=self.onednn)
 
     def result(self) -> tuple[dict[str, Tensor], Tensor | None]:
         c = self.c
