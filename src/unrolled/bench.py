@@ -32,6 +32,10 @@ SIZES = {
     "charlm": {"batch": 32, "steps": 100, "hidden": 512, "layers": 2},
     "small": {"batch": 64, "steps": 50, "hidden": 128, "layers": 1},
 }
+# rounds per size, as multiples of the run's: the small size's steps are 10–50× shorter than the charlm size's, and
+# its medians over 10 rounds moved by ±3% between runs of the same code (LSTM `auto` against torch.nn, the same
+# kernel behind both: 0.97–1.02); 40 rounds cost the full run ~15 s more
+ROUNDS_FACTOR = {"charlm": 1, "small": 4}
 CELLS = ("elman", "jordan", "lstm", "gru")
 BACKENDS = ("torch", "auto", "fused", "bptt", "reference")
 TORCH_LAYERS = {"elman": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
@@ -204,7 +208,7 @@ def run_all(quick: bool, device: str = "auto", cells=CELLS, backends=BACKENDS, l
     rows = []
     for size in SIZES:
         log(f"training step, size {size} ({SIZES[size]})")
-        rows += bench_training(size, cells, backends, rounds, dev, log)
+        rows += bench_training(size, cells, backends, rounds * ROUNDS_FACTOR[size], dev, log)
     log("generation at batch 1")
     rows += bench_generation(cells, backends, 50 if quick else 200, rounds, dev)
     return {

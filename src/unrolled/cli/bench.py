@@ -12,7 +12,11 @@ from .. import bench
 
 def register(sub) -> None:
     p = sub.add_parser("bench", help="measure training and generation speed of every cell and backend")
-    p.add_argument("--quick", action="store_true", help="3 rounds instead of 10 (under 3 minutes on 2 CPU cores)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="3 rounds instead of 10 (4× that at the small size; under 3 min on 2 cores)",
+    )
     p.add_argument("--json", type=Path, help="also write the rows as a JSON list to this file")
     p.add_argument("--markdown", type=Path, help="also write a markdown table to this file")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
