@@ -11,8 +11,9 @@ added. The weight gradients are GEMMs over many steps at once, ∂W_ih = Σ_t �
 ∂W_rec = Σ_t ∂rp_tᵀ r_{t-1} (r_{t-1} = y_{t-1}, or h_0 at t = 0, all read where they lie: Y is made
 behind a row of h_0; padded Python steps stack them apart), with ∂X = ∂XP W_ih; none is computed
 when nobody needs it. On the CPU they go through oneDNN's matmul (linear.matmul_into, weight_grads),
-which reads ∂XPᵀ in place and accumulates chunk after chunk into the sum. On oneDNN's micro-kernel (float32), the projection reads the layer's batch-first input and ∂X
-is written into a batch-first tensor, where they lie (PackedLinear.over_steps): no transposing copies.
+which reads ∂XPᵀ in place and accumulates chunk after chunk into the sum. On oneDNN's micro-kernel
+(float32), the projection reads the layer's batch-first input and ∂X is written into a batch-first
+tensor, where they lie (PackedLinear.over_steps): no transposing copies.
 
 Memory: a cell that keeps its gates in z (`saves_z`: LSTM, GRU) has them in XP, and the backward writes
 ∂L/∂z over them once read, so the pass holds one (T, B, G) buffer, not three; for the others (Elman,
