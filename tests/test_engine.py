@@ -292,8 +292,9 @@ def test_onednn_one_shot_products_match_float64(monkeypatch):
     "kind", ["tanh", "relu", "lstm", "gru", "gru-nobias", "jordan", "jordan-sigmoid", "jordan-identity"]
 )
 def test_engine_runs_the_cpp_loops_where_it_can_and_the_python_steps_elsewhere(kind, monkeypatch):
-    """A spy on the C++ ops: a pass runs the cell's two C++ loops, padded or not, recording norms or not (and
-    Jordan with a softmax output never: that one is Python only)."""
+    """A spy on the C++ ops: a pass runs the cell's two C++ loops, padded or not, recording norms or not (Jordan's
+    backward then its products over time, `jordan_sums`; and Jordan with a softmax output never: that one is Python
+    only)."""
     real = native.ops()
     if real is None:
         pytest.skip("UNROLLED_NATIVE=0") if os.environ.get("UNROLLED_NATIVE") == "0" else pytest.fail("no C++ loops")
@@ -308,11 +309,8 @@ def test_engine_runs_the_cpp_loops_where_it_can_and_the_python_steps_elsewhere(k
     cell = CELLS[kind]().double()
     xs = torch.randn(2, 5, 3, dtype=torch.double, requires_grad=True)
     family = type(cell).__name__.removesuffix("Cell").lower()
-    for kwargs, want in [
-        ({}, [f"{family}_forward", f"{family}_backward"]),
-        ({"lengths": [5, 3]}, [f"{family}_forward", f"{family}_backward"]),
-        ({"record": []}, [f"{family}_forward", f"{family}_backward"]),
-    ]:
+    loops = [f"{family}_forward", f"{family}_backward"] + (["jordan_sums"] if family == "jordan" else [])
+    for kwargs, want in [({}, loops), ({"lengths": [5, 3]}, loops), ({"record": []}, loops)]:
         calls.clear()
         unroll_bptt(cell, xs, **kwargs)[0].sum().backward()
         assert calls == want, kwargs

@@ -229,6 +229,13 @@ class _ChunkSums:
         self.onednn = onednn_for_grads(T * B, G, X.shape[2])  # decided for the whole sum, not a chunk
         self.grads: dict[str, Tensor] = {}
         self.want_dX, self.dX = ctx.needs_input_grad[5], None  # (T, B, F), made at the first chunk
+        # a cell whose C++ backward takes the products over time itself (Jordan: two calls a chunk instead of
+        # two dozen small operations here) is told, once, what they read and where ∂X goes
+        self.by_cell = ctx.ops is not None and c.native_sums
+        if self.by_cell:
+            dX_linear = PackedLinear(w["weight_ih"].T, B, T) if self.want_dX else None
+            self.dX = self._dX_buffer(dX_linear.blocked) if self.want_dX else None
+            c.sums_setup(X, prev if c.backward_reads_outputs else None, needed, self.dX, dX_linear, self.onednn)
 
     def _acc(self, name: str, g: Tensor) -> None:
         self.grads[name] = g if name not in self.grads else self.grads[name].add_(g)
@@ -237,6 +244,8 @@ class _ChunkSums:
         """Steps t0..t1-1, with their ∂L/∂xp and ∂L/∂rp (each (t1 - t0, B, G); ∂L/∂rp may come as a list of
         column blocks, for a whole pass), and Σ ∂xp (Σ ∂rp) when the C++ steps took them."""
         c = self.c
+        if self.by_cell:  # the cell's C++ backward has taken them
+            return
         if self.ih:
             self._acc("weight_ih", weight_grads(dxp, self.X[t0:t1], onednn=self.onednn)[0])
         if self.rec:
@@ -278,6 +287,8 @@ class _ChunkSums:
 
     def result(self) -> tuple[dict[str, Tensor], Tensor | None]:
         c = self.c
+        if self.by_cell:
+            self.grads = c.sums_result(self.h0)
         if c.additive and c.rec_bias and c.rec_bias in self.w:  # b_rec entered where b_in did
             self.grads[c.rec_bias] = self.grads[c.in_bias].clone()
         return self.grads, None if self.dX is None else self.dX.transpose(0, 1)  # (B, T, F)

@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 CSRC = Path(__file__).with_name("csrc")
-SOURCES = [CSRC / "simple.cpp", CSRC / "gated.cpp"]
+SOURCES = [CSRC / "simple.cpp", CSRC / "gated.cpp", CSRC / "jordan.cpp"]
 
 
 def _flags() -> tuple[list[str], list[str]]:

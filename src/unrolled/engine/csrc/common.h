@@ -30,6 +30,14 @@ double exp(double) noexcept;
 }
 #endif
 
+// oneDNN's matmul as ATen calls it (aten/src/ATen/native/mkldnn/Matmul.cpp): exported by libtorch, declared in no
+// header it ships. Weak, so that a build of torch without it still loads these ops (linear.py then never calls
+// mm: it checks the op once before using it).
+namespace at::native {
+TORCH_API void mkldnn_matmul(const at::Tensor& mat1, const at::Tensor& mat2, const at::Tensor& result, float beta,
+                             float alpha) __attribute__((weak));
+}
+
 namespace {
 
 inline float sigm(float a) { return 1.0f / (1.0f + expf(-a)); }
@@ -312,6 +320,40 @@ void check_width(const at::Tensor& t, int64_t width) {
 void check_range(const at::Tensor& Y, const at::Tensor& chunk, int64_t t0, int64_t t1) {
   TORCH_CHECK(0 <= t0 && t0 < t1 && t1 <= Y.size(0) && t1 - t0 <= chunk.size(0),
               "unrolled native engine: steps ", t0, "..", t1, " out of range");
+}
+
+// One step back through the activation that made the output y_t (Elman's h_t, Jordan's y_t): g = ∂L/∂y_t,
+// from the state (∂L/∂ the final state at a padded row's last step) and from the loss; out = g σ'(·), from y
+// (never read for the identity: may be null then); ‖g‖² into `norms`, Σ out into `sums` when given. Rows past
+// their end get 0.
+template <int A, typename T>
+void back_through_output(int64_t t, int64_t B, int64_t W, const T* y, const Rows<T>& dy, const at::Tensor& running,
+                         const at::Tensor& d_final, T* out, const Lengths& len, const StepNorms& norms,
+                         const BiasSums* sums) {
+  each_row(B, W, [&](int64_t b) {
+    // the row's own pointers, in locals: through the captured ones, GCC vectorised the loop with a gather and
+    // scatters (it reloads a pointer captured by reference after every store)
+    T* o = out + b * W;
+    if (len.past(t, b)) {  // nothing flows through a step past the row's end
+      std::fill(o, o + W, T(0));
+      return;
+    }
+    const T *dyb = dy(t, b), *d = (len.last(t, b) ? d_final : running).data_ptr<T>() + b * W;
+    const T* yb = A == IDENTITY ? nullptr : y + b * W;
+    T squares = 0;
+#pragma omp simd reduction(+ : squares)
+    for (int64_t j = 0; j < W; ++j) {
+      const T g = d[j] + dyb[j];
+      squares += g * g;
+      o[j] = A == IDENTITY ? g : act_grad<A>(g, yb[j]);
+    }
+    norms.add(t, squares);
+    if (sums) {
+      double* sb = sums->mine();
+#pragma omp simd
+      for (int64_t j = 0; j < W; ++j) sb[j] += o[j];
+    }
+  });
 }
 
 }  // namespace

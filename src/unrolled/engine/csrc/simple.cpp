@@ -1,17 +1,10 @@
-// Elman's and Jordan's loops, and the tiled transpose that packs Wᵀ (see common.h for the layout and the
-// helpers). The library `unrolled` is declared here; gated.cpp adds the LSTM's and the GRU's ops to it.
+// Elman's loops, the products the engine calls from Python (oneDNN's matmul, the micro-kernel's) and the tiled
+// transpose that packs Wᵀ (see common.h for the layout and the helpers). The library `unrolled` is declared here;
+// gated.cpp adds the LSTM's and the GRU's ops to it, jordan.cpp Jordan's.
 // Kernels for every dispatch key (a packed weight is an MkldnnCPU tensor); called only under no_grad, from the
 // engine's autograd.Function.
 
 #include "common.h"
-
-// oneDNN's matmul as ATen calls it (aten/src/ATen/native/mkldnn/Matmul.cpp): exported by libtorch, declared in no
-// header it ships. Weak, so that a build of torch without it still loads these ops (linear.py then never calls
-// mm: it checks the op once before using it).
-namespace at::native {
-TORCH_API void mkldnn_matmul(const at::Tensor& mat1, const at::Tensor& mat2, const at::Tensor& result, float beta,
-                             float alpha) __attribute__((weak));
-}
 
 namespace {
 
@@ -84,40 +77,6 @@ void mm(const at::Tensor& a, const at::Tensor& b, at::Tensor out, bool accumulat
                   out.size(0) == a.size(0) && out.size(1) == b.size(1),
               "mm: float32 CPU matrices a (M, K), b (K, N), each contiguous or transposed, and out (M, N) contiguous");
   at::native::mkldnn_matmul(a, b, out, accumulate ? 1.0f : 0.0f, 1.0f);
-}
-
-// One step back through the activation that made the output y_t (Elman's h_t, Jordan's y_t): g = ∂L/∂y_t,
-// from the state (∂L/∂ the final state at a padded row's last step) and from the loss; out = g σ'(·), from y
-// (never read for the identity: may be null then); ‖g‖² into `norms`, Σ out into `sums` when given. Rows past
-// their end get 0.
-template <int A, typename T>
-void back_through_output(int64_t t, int64_t B, int64_t W, const T* y, const Rows<T>& dy, const at::Tensor& running,
-                         const at::Tensor& d_final, T* out, const Lengths& len, const StepNorms& norms,
-                         const BiasSums* sums) {
-  each_row(B, W, [&](int64_t b) {
-    // the row's own pointers, in locals: through the captured ones, GCC vectorised the loop with a gather and
-    // scatters (it reloads a pointer captured by reference after every store)
-    T* o = out + b * W;
-    if (len.past(t, b)) {  // nothing flows through a step past the row's end
-      std::fill(o, o + W, T(0));
-      return;
-    }
-    const T *dyb = dy(t, b), *d = (len.last(t, b) ? d_final : running).data_ptr<T>() + b * W;
-    const T* yb = A == IDENTITY ? nullptr : y + b * W;
-    T squares = 0;
-#pragma omp simd reduction(+ : squares)
-    for (int64_t j = 0; j < W; ++j) {
-      const T g = d[j] + dyb[j];
-      squares += g * g;
-      o[j] = A == IDENTITY ? g : act_grad<A>(g, yb[j]);
-    }
-    norms.add(t, squares);
-    if (sums) {
-      double* sb = sums->mine();
-#pragma omp simd
-      for (int64_t j = 0; j < W; ++j) sb[j] += o[j];
-    }
-  });
 }
 
 // --------------------------------------------------------------------------------------------- Elman
@@ -208,132 +167,6 @@ std::tuple<at::Tensor, at::Tensor> elman_backward(at::Tensor dZ, const at::Tenso
   return {out, sums.total(1)};
 }
 
-// -------------------------------------------------------------------------------------------- Jordan
-// h = σ_h(xp + y_prev W_yhᵀ), written over XP[t]; y = σ_y(h W_hyᵀ + b_y), into Y[t].
-
-template <typename T, int AH, int AY>
-void jordan_forward_t(const at::Tensor& XP, const at::Tensor& y0, const at::Tensor& Wyh,
-                      const std::optional<at::Tensor>& packed, const at::Tensor& Why,
-                      const std::optional<at::Tensor>& packed_out, const std::optional<at::Tensor>& bias_y,
-                      const at::Tensor& Y, const Lengths& len) {
-  const int64_t S = XP.size(0), B = XP.size(1), H = XP.size(2), O = Y.size(2), ys = Y.stride(1);  // Y's row stride
-  const T* by = bias_y ? bias_y->data_ptr<T>() : nullptr;
-  for (int64_t t = 0; t < S; ++t) {
-    T *a = step_ptr<T>(XP, t), *y = step_ptr<T>(Y, t);
-    const T* y_prev = t == 0 ? y0.data_ptr<T>() : step_ptr<T>(Y, t - 1);
-    step_product(y_prev, B, t == 0 ? O : ys, Wyh, packed, a, H, true);  // xp_t + y_{t-1} W_yhᵀ, over xp_t
-    each_row(B, H, [&](int64_t b) {
-      T* ab = a + b * H;
-#pragma omp simd
-      for (int64_t j = 0; j < H; ++j) ab[j] = act<AH>(ab[j]);
-    });
-    step_product<T>(a, B, H, Why, packed_out, y, ys, false);  // h_t W_hyᵀ, into Y[t]
-    each_row(B, O, [&](int64_t b) {
-      T* yb = y + b * ys;
-      if (len.past(t, b)) {  // the row's sequence has ended: output 0 (its state is read at its last step)
-        std::fill(yb, yb + O, T(0));
-        return;
-      }
-#pragma omp simd
-      for (int64_t j = 0; j < O; ++j) yb[j] = act<AY>(yb[j] + (by ? by[j] : T(0)));
-    });
-  }
-}
-
-void jordan_forward(at::Tensor XP, const at::Tensor& y0, const at::Tensor& Wyh, const std::optional<at::Tensor>& packed,
-                    const at::Tensor& Why, const std::optional<at::Tensor>& packed_out,
-                    const std::optional<at::Tensor>& bias_y, int64_t act_h, int64_t act_y, at::Tensor Y,
-                    const std::optional<at::Tensor>& lengths) {
-  const int64_t H = XP.size(2), O = Y.size(2);
-  check({XP}, {{y0, O}});
-  check_rows(Y, {XP.size(0), XP.size(1), O}, XP.scalar_type());  // time-major, or batch-first seen time-major
-  check_lengths(lengths, XP.size(1), XP.size(0));
-  check_weight(Wyh, packed, H, O), check_weight(Why, packed_out, O, H);
-  TORCH_CHECK(!bias_y || (bias_y->numel() == O && bias_y->scalar_type() == XP.scalar_type()), "jordan_forward: bias");
-  const at::Tensor y_0 = y0.contiguous();
-  with_act(act_h, [&](auto AH) {
-    with_act(act_y, [&](auto AY) {
-      AT_DISPATCH_FLOATING_TYPES(XP.scalar_type(), "jordan_forward", [&] {
-        over_rows(XP.size(1), is_blocks(packed) && is_blocks(packed_out), [&](int64_t b0, int64_t b1) {
-          jordan_forward_t<scalar_t, decltype(AH)::value, decltype(AY)::value>(
-              rows(XP, b0, b1), rows(y_0, b0, b1), Wyh, packed, Why, packed_out, bias_y, rows(Y, b0, b1),
-              Lengths(lengths, b0));
-        });
-      });
-    });
-  });
-}
-
-// ∂o = σ_y'(∂y_t + dy) into dO[t − t0]; ∂a = σ_h'(∂o W_hy) into dA[t − t0]; ∂y_{t-1} = ∂a W_yh. Y, the outputs, is
-// undefined where σ_y is the identity (the engine keeps none then).
-template <typename T, int AH, int AY>
-at::Tensor jordan_backward_t(const at::Tensor& dA, const at::Tensor& dO, const at::Tensor& Hs, const at::Tensor& Y,
-                             const at::Tensor& dY, at::Tensor dy_state, const at::Tensor& d_final,
-                             const at::Tensor& Wyh_t, const std::optional<at::Tensor>& packed, const at::Tensor& Why_t,
-                             const std::optional<at::Tensor>& packed_out, int64_t t0, int64_t t1,
-                             const BiasSums& sums, const Lengths& len, const StepNorms& norms) {
-  const int64_t B = dO.size(1), O = dO.size(2), H = Hs.size(2);
-  const Rows<T> dy(dY);
-  at::Tensor next[2];
-  for (int64_t t = t1 - 1; t >= t0; --t) {
-    const T* y = Y.defined() ? step_ptr<T>(Y, t) : nullptr;
-    T *o = step_ptr<T>(dO, t - t0), *da = step_ptr<T>(dA, t - t0);
-    back_through_output<AY>(t, B, O, y, dy, dy_state, d_final, o, len, norms, nullptr);
-    step_product(o, B, O, Why_t, packed_out, da, H, false);  // ∂h = ∂o W_hy, into dA
-    const T* h = step_ptr<T>(Hs, t);
-    each_row(B, H, [&](int64_t b) {
-      double* sb = sums.mine();
-      const int64_t r = b * H;
-      if (len.past(t, b)) {
-        std::fill(da + r, da + r + H, T(0));
-        return;
-      }
-#pragma omp simd
-      for (int64_t j = 0; j < H; ++j) {
-        da[r + j] = act_grad<AH>(da[r + j], h[r + j]);
-        sb[j] += da[r + j];
-      }
-    });
-    dy_state = product_next(next, t, da, B, H, Wyh_t, packed);
-  }
-  return dy_state;
-}
-
-std::tuple<at::Tensor, at::Tensor> jordan_backward(at::Tensor dA, at::Tensor dO, const at::Tensor& Hs,
-                           const std::optional<at::Tensor>& y, const at::Tensor& dY, const at::Tensor& dy_state,
-                           const at::Tensor& d_final, const at::Tensor& Wyh_t, const std::optional<at::Tensor>& packed,
-                           const at::Tensor& Why_t, const std::optional<at::Tensor>& packed_out, int64_t act_h,
-                           int64_t act_y, int64_t t0, int64_t t1, const std::optional<at::Tensor>& lengths,
-                           const std::optional<at::Tensor>& norms) {
-  const int64_t S = Hs.size(0), B = Hs.size(1), H = Hs.size(2), O = dO.size(2);
-  TORCH_CHECK(y || act_y == IDENTITY, "jordan_backward: the outputs are needed for a non-identity output activation");
-  const at::Tensor Y = y ? *y : at::Tensor();
-  check({dA, dO, Hs}, {{dy_state, O}, {d_final, O}});
-  if (y) check({Hs, Y}), check_width(Y, O), check_range(Y, Hs, 0, S), check_range(Hs, Y, 0, Y.size(0));
-  check_lengths(lengths, B, S);
-  check_rows(dY, {S, B, O}, Hs.scalar_type());
-  check_range(Hs, dA, t0, t1), check_range(Hs, dO, t0, t1);
-  check_width(dA, H), check_weight(Wyh_t, packed, O, H), check_weight(Why_t, packed_out, H, O);
-  const at::Tensor out = at::empty_like(dy_state, at::MemoryFormat::Contiguous), d_y = dy_state.contiguous(),
-                   d_fin = d_final.contiguous();
-  const BiasSums sums(dA, 1, dA.size(2));
-  const StepNorms step_norms(norms, Hs, S);
-  with_act(act_h, [&](auto AH) {
-    with_act(act_y, [&](auto AY) {
-      AT_DISPATCH_FLOATING_TYPES(dA.scalar_type(), "jordan_backward", [&] {
-        over_rows(B, is_blocks(packed) && is_blocks(packed_out), [&](int64_t b0, int64_t b1) {
-          rows(out, b0, b1).copy_(jordan_backward_t<scalar_t, decltype(AH)::value, decltype(AY)::value>(
-              rows(dA, b0, b1), rows(dO, b0, b1), rows(Hs, b0, b1), y ? rows(Y, b0, b1) : Y, rows(dY, b0, b1),
-              rows(d_y, b0, b1), rows(d_fin, b0, b1), Wyh_t, packed, Why_t, packed_out, t0, t1, sums,
-              Lengths(lengths, b0), step_norms));
-        });
-      });
-    });
-  });
-  step_norms.write(t0, t1);
-  return {out, sums.total(1)};
-}
-
 }  // namespace
 
 TORCH_LIBRARY(unrolled, m) {
@@ -347,11 +180,4 @@ TORCH_LIBRARY(unrolled, m) {
   m.def("elman_backward(Tensor(a!) dz, Tensor y, Tensor dy, Tensor dh, Tensor d_final, Tensor wt, Tensor? packed, "
         "int act, int t0, int t1, Tensor? lengths, Tensor? norms) -> (Tensor, Tensor)",
         &elman_backward);
-  m.def("jordan_forward(Tensor(a!) xp, Tensor y0, Tensor w_yh, Tensor? packed, Tensor w_hy, Tensor? packed_out, "
-        "Tensor? bias_y, int act_h, int act_y, Tensor(b!) y, Tensor? lengths) -> ()",
-        &jordan_forward);
-  m.def("jordan_backward(Tensor(a!) da, Tensor(b!) dout, Tensor hs, Tensor? y, Tensor dy, Tensor dstate, "
-        "Tensor d_final, Tensor w_yh_t, Tensor? packed, Tensor w_hy_t, Tensor? packed_out, int act_h, int act_y, int t0, "
-        "int t1, Tensor? lengths, Tensor? norms) -> (Tensor, Tensor)",
-        &jordan_backward);
 }
