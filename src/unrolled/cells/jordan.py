@@ -164,7 +164,8 @@ class JordanCell(Cell):
     def sums_result(self, y0: Tensor) -> dict[str, Tensor]:
         """The pass's weight gradients once every chunk is done. W_yh's, without the outputs kept: (Σ_{t≥1} ∂a_tᵀ
         h_{t-1}) W_hyᵀ + (Σ_{t≥1} ∂a_t) b_yᵀ + ∂a_0ᵀ y_0, as y_{t-1} = W_hy h_{t-1} + b_y (`rec_input_grads`)."""
-        (g_ih, g_rec, g_hy), prev = self.g, self.sums_in[1]
+        (g_ih, g_rec, g_hy), prev, da0 = self.g, self.sums_in[1], self.da0
+        self.sums_in = self.g = self.da0 = None  # the cell outlives the pass: what it read goes now
         grads = {name: g for name, g in (("weight_ih", g_ih), ("weight_hy", g_hy)) if g.numel()}
         if self.bias is not None:
             grads["bias"] = self.g_b.view(-1)
@@ -173,8 +174,8 @@ class JordanCell(Cell):
         if g_rec.numel() and prev is not None:
             grads["weight_yh"] = g_rec
         elif g_rec.numel():
-            g = torch.mm(g_rec, self.weight_hy.T).addmm_(self.da0.T, y0)
-            grads["weight_yh"] = g if self.bias_y is None else g.addr_(self.g_b.view(-1) - self.da0.sum(0), self.bias_y)
+            g = torch.mm(g_rec, self.weight_hy.T).addmm_(da0.T, y0)
+            grads["weight_yh"] = g if self.bias_y is None else g.addr_(self.g_b.view(-1) - da0.sum(0), self.bias_y)
         return grads
 
     def _hidden(self, s0: int, s1: int) -> Tensor:
