@@ -157,7 +157,7 @@ class JordanCell(Cell):
         self.g = (
             X.new_zeros(H, X.shape[2]) if needed["weight_ih"] else none,
             X.new_zeros(H, H if prev is None else O) if needed["weight_yh"] else none,
-            X.new_zeros(O, H) if needed.get("weight_hy", True) else none,
+            X.new_zeros(O, H) if needed["weight_hy"] else none,
         )
         self.g_b = self.g_by = None
 
