@@ -112,7 +112,7 @@ class JordanCell(Cell):
         da.copy_(_act_backward(self.hidden_activation, self.out_back(do), h))
         return None
 
-    # -- the same two steps, T at a time, in C++ (engine/csrc/simple.cpp: jordan_forward, jordan_backward) --
+    # -- the same two steps, T at a time, in C++ (engine/csrc/jordan.cpp: jordan_forward, jordan_backward) --
     @property
     def native(self) -> bool:
         return self.output_activation in ACT_CODES  # not softmax: that one runs in Python

@@ -1,4 +1,4 @@
-// The engine's time loops in C++ (gated.cpp: LSTM, GRU; simple.cpp: Elman, Jordan): the same equations as
+// The engine's time loops in C++ (gated.cpp: LSTM, GRU; simple.cpp: Elman; jordan.cpp): the same equations as
 // the cells' `step` and `step_backward` (cells/*.py, where they are derived and read best), run T times
 // without returning to Python, with each step's pointwise work fused into one pass over memory. Built and
 // loaded by native.py; tested equal to the Python steps. This header: the pointwise maths, the matrix
