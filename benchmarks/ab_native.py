@@ -51,28 +51,38 @@ def load_base(csrc: Path):
     return torch.ops.unrolled_ab
 
 
-def main():
-    cell, size, csrc = sys.argv[1], sys.argv[2], Path(sys.argv[3])
-    rounds = int(sys.argv[4]) if len(sys.argv) > 4 else (40 if size == "small" else 10)
+def alternate(cell: str, size: str, rounds: int, use) -> None:
+    """The training step of `unrolled bench` for `cell` at `size`, timed `rounds` times after use("base") and as many
+    after use("new"), alternated step by step; prints the medians and their ratio."""
     keep_freed_memory()  # as `unrolled bench` runs
-    ops = {"new": native.ops(), "base": load_base(csrc)}
     s = SIZES[size]
     torch.manual_seed(0)
     x = torch.randn(s["batch"], s["steps"], s["hidden"], requires_grad=True)
     y = torch.randint(0, CLASSES, (s["batch"], s["steps"]))
     model = _Model(cell, "bptt", s["hidden"], s["layers"])
     step = _train_step(model, torch.optim.Adam(model.parameters(), 1e-3), x, y)
-    times = {k: [] for k in ops}
+    times = {"base": [], "new": []}
     for i in range(2 * rounds):
         which = "base" if i % 2 == 0 else "new"
-        native.ops = lambda which=which: ops[which]  # what the engine and linear.py call for the ops
-        linear._mm_op.cache_clear()
-        step()  # untimed: the allocator and caches as this build leaves them
+        use(which)
+        step()  # untimed: the allocator and caches as this version leaves them
         t0 = time.perf_counter()
         step()
         times[which].append(time.perf_counter() - t0)
     base, new = (statistics.median(times[k]) for k in ("base", "new"))
     print(f"{cell} {size}: base {1e3 * base:.2f} ms, new {1e3 * new:.2f} ms, new/base {new / base:.3f}")
+
+
+def main():
+    cell, size, csrc = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+    rounds = int(sys.argv[4]) if len(sys.argv) > 4 else (40 if size == "small" else 10)
+    ops = {"new": native.ops(), "base": load_base(csrc)}
+
+    def use(which):
+        native.ops = lambda: ops[which]  # what the engine and linear.py call for the ops
+        linear._mm_op.cache_clear()
+
+    alternate(cell, size, rounds, use)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ between runs, so two processes cannot tell 2% apart. Here a module of the workin
 and the same file of an older tree, loaded beside it under another name, are both in the process; every name
 another `unrolled` module took from it (`from .engine import unroll_bptt`) is switched between the two before each
 training step of `unrolled bench`, and the medians are compared. The modules it imports are the working tree's for
-both, so the old file must work with them. A control (a tree with the same file) reads 1.00 (±0.01).
+both, so the old file must work with them; and a class is switched only where it is looked up at each step (a
+model built before keeps the working tree's cells). A control (a tree with the same file) reads 1.00 (±0.01).
 
     git worktree add /tmp/base HEAD~1          # the code to compare against
     .venv/bin/python benchmarks/ab_python.py gru small /tmp/base/src unrolled.engine.bptt [rounds]
@@ -13,15 +14,10 @@ both, so the old file must work with them. A control (a tree with the same file)
 
 import importlib
 import importlib.util
-import statistics
 import sys
-import time
 from pathlib import Path
 
-import torch
-
-from unrolled.bench import CLASSES, SIZES, _Model, _train_step
-from unrolled.cli import keep_freed_memory
+from ab_native import alternate  # the timing loop both A/B scripts share (benchmarks/ is the script's path)
 
 
 def old_module(src: Path, name: str):
@@ -50,26 +46,14 @@ def switches(name: str, old) -> list[tuple[object, str, object, object]]:
 def main():
     cell, size, src, name = sys.argv[1], sys.argv[2], Path(sys.argv[3]), sys.argv[4]
     rounds = int(sys.argv[5]) if len(sys.argv) > 5 else (40 if size == "small" else 10)
-    keep_freed_memory()  # as `unrolled bench` runs
     found = switches(name, old_module(src, name))
     print("switched:", ", ".join(sorted(f"{h.__name__}.{a}" for h, a, _, _ in found)))
-    s = SIZES[size]
-    torch.manual_seed(0)
-    x = torch.randn(s["batch"], s["steps"], s["hidden"], requires_grad=True)
-    y = torch.randint(0, CLASSES, (s["batch"], s["steps"]))
-    model = _Model(cell, "bptt", s["hidden"], s["layers"])
-    step = _train_step(model, torch.optim.Adam(model.parameters(), 1e-3), x, y)
-    times = {"base": [], "new": []}
-    for i in range(2 * rounds):
-        which = "base" if i % 2 == 0 else "new"
+
+    def use(which):
         for holder, attr, new, old in found:
             setattr(holder, attr, new if which == "new" else old)
-        step()  # untimed: the allocator and caches as this version leaves them
-        t0 = time.perf_counter()
-        step()
-        times[which].append(time.perf_counter() - t0)
-    base, new = (statistics.median(times[k]) for k in ("base", "new"))
-    print(f"{cell} {size}: base {1e3 * base:.2f} ms, new {1e3 * new:.2f} ms, new/base {new / base:.3f}")
+
+    alternate(cell, size, rounds, use)
 
 
 if __name__ == "__main__":

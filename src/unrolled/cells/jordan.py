@@ -136,10 +136,8 @@ class JordanCell(Cell):
         buffers = (da, dos, self.hs, Y, dY, dy, d_final)
         weights = (back.weight, back.packed, ob.weight, ob.packed)
         d_prev, s_a, s_o = ops.jordan_backward(*buffers, *weights, *self._codes, t0, t1, lengths, norms)
-        X, prev, dX, dX_linear, onednn = self.sums_in
-        g_ih, g_rec, g_hy = self.g
-        w_ih, blocks = (dX_linear.weight.T, dX_linear.packed) if dX_linear else (X.new_empty(0), None)
-        ops.jordan_sums(da, dos, self.hs, prev, X, t0, t1, onednn, g_ih, g_rec, g_hy, dX, w_ih, blocks)
+        X, prev, dX, w_ih, blocks, onednn = self.sums_in
+        ops.jordan_sums(da, dos, self.hs, prev, X, t0, t1, onednn, *self.g, dX, w_ih, blocks)
         self.g_b, self.g_by = (s_a, s_o) if self.g_b is None else (self.g_b + s_a, self.g_by + s_o)
         self.da0 = da[0]  # ∂L/∂a_0 once t0 = 0, the last chunk: `sums_result` reads it
         return d_prev, s_a
@@ -153,7 +151,8 @@ class JordanCell(Cell):
         """Per backward pass: what the chunks' products read, and their sums (zero; empty where not wanted).
         Without the outputs (identity output), W_yh's sum is Σ_t ∂a_tᵀ h_{t-1} over t ≥ 1 until `sums_result`."""
         H, O, none = self.hidden_size, self.output_size, X.new_empty(0)
-        self.sums_in = (X, prev, none if dX is None else dX, dX_linear, onednn)
+        w_ih, blocks = (dX_linear.weight.T, dX_linear.packed) if dX_linear else (none, None)  # ∂X = ∂A W_ih
+        self.sums_in = (X, prev, none if dX is None else dX, w_ih, blocks, onednn)
         self.g = (
             X.new_zeros(H, X.shape[2]) if needed["weight_ih"] else none,
             X.new_zeros(H, H if prev is None else O) if needed["weight_yh"] else none,
@@ -174,8 +173,7 @@ class JordanCell(Cell):
         if g_rec.numel() and prev is not None:
             grads["weight_yh"] = g_rec
         elif g_rec.numel():
-            g = torch.mm(g_rec, self.weight_hy.T).addmm_(da0.T, y0)
-            grads["weight_yh"] = g if self.bias_y is None else g.addr_(self.g_b.view(-1) - da0.sum(0), self.bias_y)
+            grads["weight_yh"] = self._through_output(g_rec, lambda: self.g_b.view(-1) - da0.sum(0)).addmm_(da0.T, y0)
         return grads
 
     def _hidden(self, s0: int, s1: int) -> Tensor:
@@ -188,8 +186,13 @@ class JordanCell(Cell):
         its h_s W_hyᵀ + b_y not; but there d_{s+1} = 0.)"""
         if s1 == s0:
             return d.new_zeros(d.shape[-1], self.output_size)
-        g = self.out(weight_grads(d, self._hidden(s0, s1), onednn=onednn)[0])  # × W_hyᵀ as the steps multiply by it
-        return g if self.bias_y is None else g.addr_(row_sum(d), self.bias_y)
+        return self._through_output(weight_grads(d, self._hidden(s0, s1), onednn=onednn)[0], lambda: row_sum(d))
+
+    def _through_output(self, s: Tensor, d_sum) -> Tensor:
+        """Σ_i d_iᵀ y_i from s = Σ_i d_iᵀ h_i, y = h W_hyᵀ + b_y: s W_hyᵀ (through the steps' prepared W_hy) + (Σ_i d_i)
+        b_yᵀ, d_sum() giving Σ_i d_i where there is a b_y."""
+        g = self.out(s)
+        return g if self.bias_y is None else g.addr_(d_sum(), self.bias_y)
 
     def extra_grads(self, t0: int, t1: int) -> dict[str, Tensor]:
         """The output weights' gradients from steps t0..t1-1, one GEMM: Σ_t do_tᵀ h_t and Σ_t do_t."""

@@ -233,9 +233,9 @@ class _ChunkSums:
         # two dozen small operations here) is told, once, what they read and where ∂X goes
         self.by_cell = ctx.ops is not None and c.native_sums
         if self.by_cell:
-            dX_linear = PackedLinear(w["weight_ih"].T, B, T) if self.want_dX else None
-            self.dX = self._dX_buffer(dX_linear.blocked) if self.want_dX else None
-            c.sums_setup(X, prev if c.backward_reads_outputs else None, needed, self.dX, dX_linear, self.onednn)
+            if self.want_dX:
+                self._make_dX()
+            c.sums_setup(X, prev, needed, self.dX, self.dX_linear if self.want_dX else None, self.onednn)
 
     def _acc(self, name: str, g: Tensor) -> None:
         self.grads[name] = g if name not in self.grads else self.grads[name].add_(g)
@@ -258,20 +258,20 @@ class _ChunkSums:
             self._acc(name, g)
         if self.want_dX:  # ∂X = ∂XP W_ih, written where it goes
             if self.dX is None:
-                T, B = self.X.shape[:2]
-                self.dX_linear = PackedLinear(self.w["weight_ih"].T, B, T)  # ∂X = ∂XP W_ih
-                self.dX = self._dX_buffer(batch_first=self.dX_linear.blocked)
+                self._make_dX()
             self.dX_linear.over_steps(dxp, out=self.dX[t0:t1])
 
-    def _dX_buffer(self, batch_first: bool) -> Tensor:
-        """Where ∂X goes, (T, B, F) time-major: where the cell has memory it is done with (Jordan's h_t), there;
-        else a batch-first tensor seen time-major (what the layer returns, so that no copy follows) where the
-        product can write one, else a time-major one."""
+    def _make_dX(self) -> None:
+        """W_ih prepared for ∂X = ∂XP W_ih, and where ∂X goes, (T, B, F) time-major: where the cell has memory it
+        is done with (Jordan's h_t), there; else a batch-first tensor seen time-major (what the layer returns, so
+        that no copy follows) where the product can write one, else a time-major one."""
         X, spare = self.X, self.c.spent_by_chunk()
-        if spare is not None and spare.shape == X.shape and spare.dtype == X.dtype:
-            return spare
         T, B, F = X.shape
-        return X.new_empty(B, T, F).transpose(0, 1) if batch_first else X.new_empty(X.shape)
+        self.dX_linear = PackedLinear(self.w["weight_ih"].T, B, T)
+        if spare is not None and spare.shape == X.shape and spare.dtype == X.dtype:
+            self.dX = spare
+        else:
+            self.dX = X.new_empty(B, T, F).transpose(0, 1) if self.dX_linear.blocked else X.new_empty(X.shape)
 
     def _rec_grad(self, d, t0: int, t1: int) -> Tensor:
         """Σ_t ∂rp_tᵀ r_{t-1} over steps t0..t1-1 (d: their ∂L/∂rp, or its column blocks). r_{t-1} is y_{t-1}, read
