@@ -341,8 +341,11 @@ def test_cpp_loops_split_between_threads_give_the_same_numbers(name, dtype):
             results.append([ys, xs.grad, *[p.grad for p in layer.parameters()], layer.grad_norms[0][0]])
         finally:
             torch.set_num_threads(before)
-    for a, b in zip(*results):  # float32: the biases' per-thread sums are kept in double (they were 1.6e-4 apart)
-        assert_close(b, a, (1e-12 if dtype == torch.double else 1e-6) * max(1.0, a.abs().max().item()))
+    # float32: the biases' per-thread sums are kept in double (they were 1.6e-4 apart); the weight gradients' GEMMs
+    # over 900 rows may sum in another order on another thread count (1.7e-6 and 2.1e-6 of the largest entry for
+    # the LSTM and GRU on the GPU machine's 16 CPU cores with torch 2.11, 2026-11-28), hence 1e-5 there
+    for a, b in zip(*results):
+        assert_close(b, a, (1e-12 if dtype == torch.double else 1e-5) * max(1.0, a.abs().max().item()))
 
 
 def test_cpp_transpose_equals_torch():
@@ -398,15 +401,16 @@ def test_cpp_ops_refuse_buffers_that_do_not_fit():
 
 def test_weight_blocks_and_the_micro_kernel_product_match_torch():
     """Wᵀ cut into column blocks (from a weight or a transposed view of one), and x Wᵀ (+ b) (+ acc) through the
-    micro-kernel in tiles of 64 rows × a block, against torch: 1, 64 and 130 rows, an odd K, both block sizes;
-    a loop given blocks of another weight refuses them."""
+    micro-kernel in tiles of 64 rows × a block, against torch: 1, 64 and 130 rows, an odd K, both block sizes, a K
+    above BLOCKS_DIRECT_MAX_K (a weight's blocks through its transpose); a loop given blocks of another weight
+    refuses them."""
     from unrolled.linear import blocks as make_blocks
 
     ops = native.ops()
     if ops is None:
         pytest.skip("no C++ loops")
     torch.manual_seed(0)
-    for N, K, nb in [(96, 7, 32), (128, 64, 64), (64, 96, 32)]:
+    for N, K, nb in [(96, 7, 32), (128, 64, 64), (64, 96, 32), (64, 300, 32)]:
         W = torch.randn(N, K)
         for w in (W, W.T.contiguous().T):  # a parameter, and the layout of a transposed view
             blocks = make_blocks(w, nb)

@@ -138,8 +138,12 @@ class JordanCell(Cell):
         d_prev, s_a, s_o = ops.jordan_backward(*buffers, *weights, *self._codes, t0, t1, lengths, norms)
         X, prev, dX, w_ih, blocks, onednn = self.sums_in
         ops.jordan_sums(da, dos, self.hs, prev, X, t0, t1, onednn, *self.g, dX, w_ih, blocks)
-        self.g_b, self.g_by = (s_a, s_o) if self.g_b is None else (self.g_b + s_a, self.g_by + s_o)
-        self.da0 = da[0]  # ∂L/∂a_0 once t0 = 0, the last chunk: `sums_result` reads it
+        if self.g_b is None:
+            self.g_b, self.g_by = s_a, s_o
+        else:
+            self.g_b.add_(s_a), self.g_by.add_(s_o)
+        if t0 == 0:
+            self.da0 = da[0]  # ∂L/∂a_0: `sums_result` reads it
         return d_prev, s_a
 
     # the C++ backward takes the products over time too (engine/bptt.py calls these two instead of its own sums)

@@ -122,8 +122,10 @@ def _forward(c: Cell, X: Tensor, state0, masks, w: dict, ops=None, lengths=None)
 
 class _BPTT(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, cell, names, lengths, record, n_state, xs, *tensors):
-        state0 = _rebuild(cell.init_state(1, device="meta"), list(tensors[:n_state]))
+    def forward(ctx, cell, names, lengths, record, state_type, xs, *tensors):
+        # state_type: None for a tensor state, else its NamedTuple class, whose fields come first in `tensors`
+        n_state = 1 if state_type is None else len(state_type._fields)
+        state0 = tensors[0] if state_type is None else state_type(*tensors[:n_state])
         w = dict(zip(names, tensors[n_state:]))
         c = cell.bind(w)
         X = xs.transpose(0, 1)  # (T, B, F): time-major inside
@@ -305,9 +307,9 @@ def unroll_bptt(cell: Cell, xs: Tensor, state=None, *, lengths=None, reverse: bo
         n for n in ("weight_ih", cell.in_bias, cell.rec_weight, cell.rec_bias) if n and getattr(cell, n) is not None
     ]
     names += [n for n in ("weight_hy", "bias_y") if getattr(cell, n, None) is not None]
-    parts = _parts(state)
+    state_type = None if isinstance(state, Tensor) else type(state)
     weights = [getattr(cell, n) for n in names]
-    out = _BPTT.apply(cell, names, lengths, record, len(parts), xs, *parts, *weights)
+    out = _BPTT.apply(cell, names, lengths, record, state_type, xs, *_parts(state), *weights)
     ys, final = out[0].transpose(0, 1), _rebuild(state, list(out[1:]))
     if reverse:
         ys = reverse_padded(ys, lengths)
