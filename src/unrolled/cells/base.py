@@ -152,16 +152,8 @@ class Cell(nn.Module):
         """A shallow copy of this cell that computes with `tensors` instead of its own parameters."""
         cell = copy.copy(self)
         cell.__dict__["_parameters"] = {}
-        cell.__dict__.update(tensors, _bound=True)
+        cell.__dict__.update(tensors)
         return cell
-
-    def __setattr__(self, name: str, value) -> None:
-        # a bound copy has no parameters, buffers or submodules: what the engine keeps on it for a pass goes straight
-        # into its __dict__ (nn.Module's checks cost ~1 µs a set; a Jordan pass makes about twenty)
-        if "_bound" in self.__dict__:
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
 
     def engine_setup(self, batch_size: int, steps: int) -> None:
         """Called by the BPTT engine on its bound copy once per pass, before the first step."""
