@@ -172,10 +172,5 @@ class Cell(nn.Module):
         `backward_reads_outputs` is False."""
         raise NotImplementedError
 
-    def spent_by_chunk(self) -> Tensor | None:
-        """A (T, B, ·) buffer of this pass whose steps t0..t1-1 the cell no longer reads once `extra_grads(t0, t1)`
-        has run, or None: the engine may then write ∂L/∂X there, chunk after chunk, instead of in new memory."""
-        return None
-
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}"

@@ -209,10 +209,6 @@ class JordanCell(Cell):
             grads["bias_y"] = row_sum(do)
         return grads
 
-    def spent_by_chunk(self) -> Tensor | None:
-        """The C++ steps' h_t (T, B, H): `extra_grads` reads each chunk's last."""
-        return self.hs if isinstance(self.hs, Tensor) else None
-
     def extra_repr(self) -> str:
         return (
             f"{self.input_size}, {self.hidden_size}, {self.output_size}, "

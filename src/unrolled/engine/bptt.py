@@ -18,8 +18,7 @@ tensor, where they lie (PackedLinear.over_steps): no transposing copies.
 Memory: a cell that keeps its gates in z (`saves_z`: LSTM, GRU) has them in XP, and the backward writes
 ∂L/∂z over them once read, so the pass holds one (T, B, G) buffer, not three; for the others (Elman,
 Jordan) the products over time are taken a chunk at a time during the backward, from a buffer of one
-chunk, and ∂X goes into memory the cell is done with where it has some (`spent_by_chunk`: Jordan's h_t).
-The outputs Y are kept for the backward only where it reads them (`backward_reads_outputs`: not Jordan's
+chunk. The outputs Y are kept for the backward only where it reads them (`backward_reads_outputs`: not Jordan's
 with an identity output, whose W_yh gradient comes from its h_t). Each step's saved tensors are freed as
 the backward passes it. That uses the forward's results up: a second backward through the same pass
 (`retain_graph=True`, gradcheck) runs the forward again. The backward is not itself differentiable
@@ -264,16 +263,12 @@ class _ChunkSums:
             self.dX_linear.over_steps(dxp, out=self.dX[t0:t1])
 
     def _make_dX(self) -> None:
-        """W_ih prepared for ∂X = ∂XP W_ih, and where ∂X goes, (T, B, F) time-major: where the cell has memory it
-        is done with (Jordan's h_t), there; else a batch-first tensor seen time-major (what the layer returns, so
-        that no copy follows) where the product can write one, else a time-major one."""
-        X, spare = self.X, self.c.spent_by_chunk()
-        T, B, F = X.shape
+        """W_ih prepared for ∂X = ∂XP W_ih, and where ∂X goes, (T, B, F) time-major: a batch-first tensor seen
+        time-major (what the layer returns: no copy follows, not even autograd's into the input's own layout) where
+        the product can write one, else a time-major one."""
+        T, B, F = self.X.shape
         self.dX_linear = PackedLinear(self.w["weight_ih"].T, B, T)
-        if spare is not None and spare.shape == X.shape and spare.dtype == X.dtype:
-            self.dX = spare
-        else:
-            self.dX = X.new_empty(B, T, F).transpose(0, 1) if self.dX_linear.blocked else X.new_empty(X.shape)
+        self.dX = self.X.new_empty(B, T, F).transpose(0, 1) if self.dX_linear.blocked else self.X.new_empty(T, B, F)
 
     def _rec_grad(self, d, t0: int, t1: int) -> Tensor:
         """Σ_t ∂rp_tᵀ r_{t-1} over steps t0..t1-1 (d: their ∂L/∂rp, or its column blocks). r_{t-1} is y_{t-1}, read

@@ -141,11 +141,11 @@ void add_product(const at::Tensor& a, const at::Tensor& b, at::Tensor& out, bool
 }
 
 // The products over time of the steps t0..t1-1, once jordan_backward has written their ∂L/∂a into dA and ∂L/∂o into
-// dO, added into the sums that are wanted (the others are empty): g_ih += Σ ∂a_tᵀ x_t, g_hy += Σ ∂o_tᵀ h_t, and g_rec
-// += Σ ∂a_tᵀ y_{t-1} from `prev` (the outputs behind y_0) where the engine kept the outputs, else Σ ∂a_tᵀ h_{t-1} over
-// t ≥ max(t0, 1), from which cells/jordan.py makes W_yh's gradient at the end; then ∂X = ∂A W_ih into steps
-// t0..t1-1 of dX, which may be Hs (its steps t0..t1-1 are read by then). One call a chunk, for the two dozen small
-// tensor operations Python took around the same products.
+// dO, added into the sums that are wanted (the others are empty): g_hy += Σ ∂o_tᵀ h_t, g_ih += Σ ∂a_tᵀ x_t (X's steps
+// copied time-major into dO's memory, read by then), and g_rec += Σ ∂a_tᵀ y_{t-1} from `prev` (the outputs behind y_0)
+// where the engine kept the outputs, else Σ ∂a_tᵀ h_{t-1} over t ≥ max(t0, 1), from which cells/jordan.py makes W_yh's
+// gradient at the end; then ∂X = ∂A W_ih into steps t0..t1-1 of dX. One call a chunk, for the two dozen small tensor
+// operations Python took around the same products.
 void jordan_sums(const at::Tensor& dA, const at::Tensor& dO, const at::Tensor& Hs, const std::optional<at::Tensor>& prev,
                  const at::Tensor& X, int64_t t0, int64_t t1, bool onednn, at::Tensor g_ih, at::Tensor g_rec,
                  at::Tensor g_hy, at::Tensor dX, const at::Tensor& w_ih, const std::optional<at::Tensor>& blocks) {
@@ -159,9 +159,15 @@ void jordan_sums(const at::Tensor& dA, const at::Tensor& dO, const at::Tensor& H
     TORCH_CHECK(g->numel() == 0 || (g->is_contiguous() && g->scalar_type() == Hs.scalar_type()),
                 "jordan_sums: contiguous sums of the buffers' dtype");
   const at::Tensor da = dA.narrow(0, 0, n).view({n * B, H});
-  if (g_ih.numel()) add_product(da.t(), X.narrow(0, t0, n).reshape({n * B, F}), g_ih, onednn);
   if (g_hy.numel()) {
     add_product(dO.narrow(0, 0, n).view({n * B, O}).t(), Hs.narrow(0, t0, n).view({n * B, H}), g_hy, onednn);
+  }
+  if (g_ih.numel()) {  // the chunk's x_t time-major: where X is batch-first, a copy, into ∂L/∂o's buffer (read by now)
+    const at::Tensor x = X.narrow(0, t0, n);  // where it fits, else into new memory
+    at::Tensor rows = x.is_contiguous() ? x : n * B * F <= dO.numel() ? dO.view(-1).narrow(0, 0, n * B * F).view(x.sizes())
+                                                                      : at::empty_like(x, at::MemoryFormat::Contiguous);
+    if (!x.is_contiguous()) rows.copy_(x);
+    add_product(da.t(), rows.view({n * B, F}), g_ih, onednn);
   }
   if (g_rec.numel() && prev) {
     add_product(da.t(), prev->narrow(0, t0, n).view({n * B, O}), g_rec, onednn);
@@ -193,7 +199,7 @@ TORCH_LIBRARY_FRAGMENT(unrolled, m) {
         "Tensor d_final, Tensor w_yh_t, Tensor? packed, Tensor w_hy_t, Tensor? packed_out, int act_h, int act_y, int t0, "
         "int t1, Tensor? lengths, Tensor? norms) -> (Tensor, Tensor, Tensor)",
         &jordan_backward);
-  m.def("jordan_sums(Tensor da, Tensor dout, Tensor hs, Tensor? prev, Tensor x, int t0, int t1, bool onednn, "
+  m.def("jordan_sums(Tensor da, Tensor(e!) dout, Tensor hs, Tensor? prev, Tensor x, int t0, int t1, bool onednn, "
         "Tensor(a!) g_ih, Tensor(b!) g_rec, Tensor(c!) g_hy, Tensor(d!) dx, Tensor w_ih, Tensor? blocks) -> ()",
         &jordan_sums);
 }
