@@ -162,11 +162,14 @@ void jordan_sums(const at::Tensor& dA, const at::Tensor& dO, const at::Tensor& H
   if (g_hy.numel()) {
     add_product(dO.narrow(0, 0, n).view({n * B, O}).t(), Hs.narrow(0, t0, n).view({n * B, H}), g_hy, onednn);
   }
-  if (g_ih.numel()) {  // the chunk's x_t time-major: where X is batch-first, a copy, into ∂L/∂o's buffer (read by now)
-    const at::Tensor x = X.narrow(0, t0, n);  // where it fits, else into new memory
-    at::Tensor rows = x.is_contiguous() ? x : n * B * F <= dO.numel() ? dO.view(-1).narrow(0, 0, n * B * F).view(x.sizes())
-                                                                      : at::empty_like(x, at::MemoryFormat::Contiguous);
-    if (!x.is_contiguous()) rows.copy_(x);
+  if (g_ih.numel()) {
+    const at::Tensor x = X.narrow(0, t0, n);
+    at::Tensor rows = x;
+    if (!x.is_contiguous()) {  // X batch-first: its steps copied time-major, into ∂L/∂o's buffer (read by now) where
+      rows = n * B * F <= dO.numel() ? dO.view(-1).narrow(0, 0, n * B * F).view(x.sizes())  // they fit, else new memory
+                                     : at::empty_like(x, at::MemoryFormat::Contiguous);
+      rows.copy_(x);
+    }
     add_product(da.t(), rows.view({n * B, F}), g_ih, onednn);
   }
   if (g_rec.numel() && prev) {
