@@ -492,9 +492,8 @@ def test_engine_on_the_micro_kernel_matches_reference_in_float32(name, kernel, s
     # input 3: ∂X through oneDNN's matmul; the second layer's input 64: on the micro-kernel, into a batch-first ∂X
     layer = LAYERS[name](3, 32, num_layers=2, bidirectional=True)
     _assert_bptt_matches_reference_in_float32(layer, 9, [9, 5, 2, 1], final, lambda state: [final(state)])
-    if (
-        name == "jordan"
-    ):  # input = output: X's chunks copied into ∂L/∂o's buffer (the first layer's fit too, the second's not)
+    # Jordan with input = output: X's chunks copied into ∂L/∂o's buffer (the first layer's fit too, the second's not)
+    if name == "jordan":
         _assert_bptt_matches_reference_in_float32(LAYERS[name](32, 32), 9, [9, 5, 2, 1], final, lambda s: [final(s)])
     if kernel and steps == "c++":  # 20 padded rows on 2 threads: each runs all the steps of its 10 rows
         before = torch.get_num_threads()

@@ -141,7 +141,8 @@ class JordanCell(Cell):
         if self.g_b is None:
             self.g_b, self.g_by = s_a, s_o
         else:
-            self.g_b.add_(s_a), self.g_by.add_(s_o)
+            self.g_b.add_(s_a)
+            self.g_by.add_(s_o)
         if t0 == 0:
             self.da0 = da[0]  # ∂L/∂a_0: `sums_result` reads it
         return d_prev, s_a
