@@ -124,10 +124,6 @@ class Cell(nn.Module):
     # does not write ∂L/∂rp whole has `native_rec_blocks(saved, dxp)`: where its column blocks are.
     native: bool = False
     native_rec_blocks = None
-    # A native cell whose native_backward also takes the products over time (`native_sums`: Jordan) has
-    # `sums_setup(X, prev, needed, dX, dX_linear, onednn)`, called once per backward pass, and
-    # `sums_result(h_0) -> {name: gradient}` once every chunk is done; the engine then takes none itself.
-    native_sums: bool = False
     # Whether the backward reads the outputs Y (for W_rec's gradient: r_{t-1} = y_{t-1}; or σ_y'). A cell
     # that can do without them (Jordan with an identity output) says False and has `rec_input_grads`.
     backward_reads_outputs: bool = True

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..linear import PackedLinear, onednn_for_grads, row_sum, weight_grads
-from .base import ACT_CODES, Cell, activation, activation_into, last_steps, sigmoid_grad, tanh_grad
+from .base import ACT_CODES, Cell, activation, activation_into, sigmoid_grad, tanh_grad
 
 HIDDEN_ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")
 OUTPUT_ACTIVATIONS = ("identity", "tanh", "sigmoid", "softmax")
@@ -79,8 +79,8 @@ class JordanCell(Cell):
         """Per pass: the output weights packed for the steps, each step's h_t, and (made by the first step back)
         a buffer of ∂L/∂o_t (o_t the output pre-activation) for one chunk of steps, from which the engine takes
         the output weights' gradients a chunk at a time (`extra_grads`). The engine runs the steps t = 0..T-1,
-        then their backwards t = T-1..0: `self.t` counts the backwards still to come. (The C++ steps take the
-        same products in `jordan_sums`, `native_backward`.)"""
+        then their backwards t = T-1..0: `self.t` counts the backwards still to come. (On the C++ loops,
+        engine/jordan.py takes the same products in `jordan_sums`.)"""
         self.out = PackedLinear(self.weight_hy, batch_size, steps)
         self.out_back = PackedLinear(self.weight_hy.T, batch_size, steps)
         self.chunk = self.chunk_steps(batch_size, steps)
@@ -112,74 +112,15 @@ class JordanCell(Cell):
         da.copy_(_act_backward(self.hidden_activation, self.out_back(do), h))
         return None
 
-    # -- the same two steps, T at a time, in C++ (engine/csrc/jordan.cpp: jordan_forward, jordan_backward) --
+    # -- the same two steps, T at a time, in C++ (engine/csrc/jordan.cpp), run by the engine's own Jordan pass
+    # (engine/jordan.py) --
     @property
     def native(self) -> bool:
         return self.output_activation in ACT_CODES  # not softmax: that one runs in Python
 
     @property
-    def _codes(self) -> tuple[int, int]:
+    def act_codes(self) -> tuple[int, int]:
         return ACT_CODES[self.hidden_activation], ACT_CODES[self.output_activation]
-
-    def native_forward(self, ops, XP: Tensor, y: Tensor, Y: Tensor, rec, b_rec, lengths):
-        """All T steps: h_t over XP (kept as `hs`, a (T, B, H) tensor), y_t into Y."""
-        out = self.out
-        ops.jordan_forward(XP, y, rec.weight, rec.packed, out.weight, out.packed, self.bias_y, *self._codes, Y, lengths)
-        self.hs = XP
-        return last_steps(Y, lengths), Y if self.backward_reads_outputs else None
-
-    def native_backward(self, ops, Y, t0, t1, dY, dy, d_final, back, da, _, lengths, norms):
-        """Steps t1-1..t0 back, writing ∂L/∂a into `da` and ∂L/∂o into this pass's chunk buffer `dos`, then their
-        products over time (`native_sums`): two C++ calls a chunk. Y: the outputs, or None where σ_y is the
-        identity (its derivative needs none)."""
-        ob, dos = self.out_back, self._dos()[: t1 - t0]
-        buffers = (da, dos, self.hs, Y, dY, dy, d_final)
-        weights = (back.weight, back.packed, ob.weight, ob.packed)
-        d_prev, s_a, s_o = ops.jordan_backward(*buffers, *weights, *self._codes, t0, t1, lengths, norms)
-        X, prev, dX, w_ih, blocks, onednn = self.sums_in
-        ops.jordan_sums(da, dos, self.hs, prev, X, t0, t1, onednn, *self.g, dX, w_ih, blocks)
-        if self.g_b is None:
-            self.g_b, self.g_by = s_a, s_o
-        else:
-            self.g_b.add_(s_a)
-            self.g_by.add_(s_o)
-        if t0 == 0:
-            self.da0 = da[0]  # ∂L/∂a_0: `sums_result` reads it
-        return d_prev, s_a
-
-    # the C++ backward takes the products over time too (engine/bptt.py calls these two instead of its own sums)
-    @property
-    def native_sums(self) -> bool:
-        return self.native
-
-    def sums_setup(self, X: Tensor, prev: Tensor | None, needed: dict, dX: Tensor | None, dX_linear, onednn: bool):
-        """Per backward pass: what the chunks' products read, and their sums (zero; empty where not wanted).
-        Without the outputs (identity output), W_yh's sum is Σ_t ∂a_tᵀ h_{t-1} over t ≥ 1 until `sums_result`."""
-        H, O, none = self.hidden_size, self.output_size, X.new_empty(0)
-        w_ih, blocks = (dX_linear.weight.T, dX_linear.packed) if dX_linear else (none, None)  # ∂X = ∂A W_ih
-        self.sums_in = (X, prev, none if dX is None else dX, w_ih, blocks, onednn)
-        self.g = (
-            X.new_zeros(H, X.shape[2]) if needed["weight_ih"] else none,
-            X.new_zeros(H, H if prev is None else O) if needed["weight_yh"] else none,
-            X.new_zeros(O, H) if needed["weight_hy"] else none,
-        )
-        self.g_b = self.g_by = None
-
-    def sums_result(self, y0: Tensor) -> dict[str, Tensor]:
-        """The pass's weight gradients once every chunk is done. W_yh's, without the outputs kept: (Σ_{t≥1} ∂a_tᵀ
-        h_{t-1}) W_hyᵀ + (Σ_{t≥1} ∂a_t) b_yᵀ + ∂a_0ᵀ y_0, as y_{t-1} = W_hy h_{t-1} + b_y (`rec_input_grads`)."""
-        (g_ih, g_rec, g_hy), prev, da0 = self.g, self.sums_in[1], self.da0
-        self.sums_in = self.g = self.da0 = None  # the cell outlives the pass: what it read goes now
-        grads = {name: g for name, g in (("weight_ih", g_ih), ("weight_hy", g_hy)) if g.numel()}
-        if self.bias is not None:
-            grads["bias"] = self.g_b.view(-1)
-        if self.bias_y is not None:
-            grads["bias_y"] = self.g_by.view(-1)
-        if g_rec.numel() and prev is not None:
-            grads["weight_yh"] = g_rec
-        elif g_rec.numel():
-            grads["weight_yh"] = self._through_output(g_rec, lambda: self.g_b.view(-1) - da0.sum(0)).addmm_(da0.T, y0)
-        return grads
 
     def _hidden(self, s0: int, s1: int) -> Tensor:
         """h_s for steps s0..s1-1, (s1 - s0, B, H): a slice of the C++ steps' tensor, or the Python steps' stacked."""

@@ -27,7 +27,8 @@ the backward passes it. That uses the forward's results up: a second backward th
 The time loops: each cell's `step`/`step_backward` in Python, or, on the CPU (where they are built,
 native.py), the same equations T steps at a time in C++ (engine/csrc/, the cell's `native_forward`/
 `native_backward`), each step's pointwise work one pass over memory, padded batches and recorded norms
-included. Other devices and a cell without C++ loops (Jordan with a softmax output) run the Python steps.
+included. Jordan's pass on the C++ loops is its own Function (engine/jordan.py: the same ops, none of the general
+bookkeeping here); other devices and a cell without C++ loops (Jordan with a softmax output) run the Python steps.
 
 Cells supply `step`, `step_backward` (writing into slices of one (T, B, G) buffer: no per-step
 gradient is concatenated or stacked), `additive`, `saves_z`, and the names `rec_weight`, `rec_bias`,
@@ -44,9 +45,11 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ..cells.base import Cell
+from ..cells.jordan import JordanCell
 from ..linear import PackedLinear, matmul_into, onednn_for_grads, row_sum, weight_grads
 from ..unroll import prepare, reverse_padded, step_masks, where_state
 from . import native
+from .jordan import jordan_pass
 
 
 def _parts(state) -> list[Tensor]:
@@ -230,13 +233,6 @@ class _ChunkSums:
         self.onednn = onednn_for_grads(T * B, G, X.shape[2])  # decided for the whole sum, not a chunk
         self.grads: dict[str, Tensor] = {}
         self.want_dX, self.dX = ctx.needs_input_grad[5], None  # (T, B, F), made at the first chunk
-        # a cell whose C++ backward takes the products over time itself (Jordan: two calls a chunk instead of
-        # two dozen small operations here) is told, once, what they read and where ∂X goes
-        self.by_cell = ctx.ops is not None and c.native_sums
-        if self.by_cell:
-            if self.want_dX:
-                self._make_dX()
-            c.sums_setup(X, prev, needed, self.dX, self.dX_linear if self.want_dX else None, self.onednn)
 
     def _acc(self, name: str, g: Tensor) -> None:
         self.grads[name] = g if name not in self.grads else self.grads[name].add_(g)
@@ -245,8 +241,6 @@ class _ChunkSums:
         """Steps t0..t1-1, with their ∂L/∂xp and ∂L/∂rp (each (t1 - t0, B, G); ∂L/∂rp may come as a list of
         column blocks, for a whole pass), and Σ ∂xp (Σ ∂rp) when the C++ steps took them."""
         c = self.c
-        if self.by_cell:  # the cell's C++ backward has taken them
-            return
         if self.ih:
             self._acc("weight_ih", weight_grads(dxp, self.X[t0:t1], onednn=self.onednn)[0])
         if self.rec:
@@ -284,8 +278,6 @@ class _ChunkSums:
 
     def result(self) -> tuple[dict[str, Tensor], Tensor | None]:
         c = self.c
-        if self.by_cell:
-            self.grads = c.sums_result(self.h0)
         if c.additive and c.rec_bias and c.rec_bias in self.w:  # b_rec entered where b_in did
             self.grads[c.rec_bias] = self.grads[c.in_bias].clone()
         return self.grads, None if self.dX is None else self.dX.transpose(0, 1)  # (B, T, F)
@@ -298,6 +290,10 @@ def unroll_bptt(cell: Cell, xs: Tensor, state=None, *, lengths=None, reverse: bo
     indexed by processing step (for `reverse`, step 0 is each sequence's last element).
     """
     xs, state, lengths, _ = prepare(cell, xs, state, lengths, reverse)
+    ops = _native_ops(cell, xs)
+    if ops is not None and isinstance(cell, JordanCell):
+        ys, final = jordan_pass(ops, cell, xs, state, lengths, record)
+        return (reverse_padded(ys, lengths) if reverse else ys), final
     names = [
         n for n in ("weight_ih", cell.in_bias, cell.rec_weight, cell.rec_bias) if n and getattr(cell, n) is not None
     ]
