@@ -402,8 +402,8 @@ def test_cpp_ops_refuse_buffers_that_do_not_fit():
 def test_weight_blocks_and_the_micro_kernel_product_match_torch():
     """Wᵀ cut into column blocks (from a weight or a transposed view of one), and x Wᵀ (+ b) (+ acc) through the
     micro-kernel in tiles of 64 rows × a block, against torch: 1, 64 and 130 rows, an odd K, both block sizes, a K
-    above BLOCKS_DIRECT_MAX_K (a weight's blocks through its transpose); a loop given blocks of another weight
-    refuses them."""
+    above the copy's tile of 16 columns and not a multiple of it; float64 blocks too; a loop given blocks of another
+    weight refuses them, and the op refuses a weight whose rows nb does not divide."""
     from unrolled.linear import blocks as make_blocks
 
     ops = native.ops()
@@ -415,6 +415,8 @@ def test_weight_blocks_and_the_micro_kernel_product_match_torch():
         for w in (W, W.T.contiguous().T):  # a parameter, and the layout of a transposed view
             blocks = make_blocks(w, nb)
             assert torch.equal(blocks, torch.stack([w[j * nb : (j + 1) * nb].T for j in range(N // nb)]))
+        w64 = W.double()[:, 1:]  # float64, and rows not contiguous
+        assert torch.equal(ops.blocks(w64, nb), torch.stack([w64[j * nb : (j + 1) * nb].T for j in range(N // nb)]))
         for M in (1, 64, 130):
             x, b, acc = torch.randn(M, K), torch.randn(N), torch.randn(M, N)
             want = x.double() @ W.double().T
@@ -425,6 +427,8 @@ def test_weight_blocks_and_the_micro_kernel_product_match_torch():
     ops.lstm_forward(XP.clone(), h, h, W, make_blocks(W, 32), Y, C, None)  # fits
     with pytest.raises(RuntimeError, match="unrolled native engine"):  # blocks of another weight
         ops.lstm_forward(XP, h, h, W, make_blocks(torch.zeros(128, 16), 32), Y, C, None)
+    with pytest.raises(RuntimeError, match="blocks: "):
+        ops.blocks(torch.zeros(48, 8), 32)
 
 
 def test_steps_linear_reads_and_writes_batch_first_steps_where_they_lie():

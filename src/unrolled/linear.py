@@ -49,21 +49,13 @@ def _contiguous(w: Tensor) -> Tensor:
     return w.contiguous()
 
 
-# up to this many columns (in_features), a contiguous W's blocks are one strided copy of W; above, through Wᵀ (the
-# tiled transpose) and a second copy: 7 µs against 16 for a 128 × 128 weight, 18 against 36 for 256 × 256, but 123
-# against 104 for 512 × 512 and 59 against 24 for 64 × 1024 (2026-11-28)
-BLOCKS_DIRECT_MAX_K = 256
-
-
 def blocks(w: Tensor, nb: int) -> Tensor:
     """Wᵀ cut into column blocks of nb for the micro-kernel: (N / nb, K, nb), [j, k, i] = W[j nb + i, k], from W (N, K),
-    a parameter (in one copy of each block's rows, or through the tiled transpose) or the transposed view of one
-    (rows of Wᵀ copied as they lie)."""
-    N, K = w.shape
-    if w.is_contiguous() and K <= BLOCKS_DIRECT_MAX_K:
-        return w.view(N // nb, nb, K).transpose(1, 2).contiguous()
-    wt = _contiguous(w.T)  # (K, N)
-    return wt.unflatten(1, (N // nb, nb)).transpose(0, 1).contiguous()
+    a parameter or the transposed view of one, read where it lies (the engine's `blocks` op: one pass over W, 2.5–6 µs
+    for 128 × 128 against 5–8 for torch's strided copies, 42 against 103 for 512 × 512)."""
+    from .engine import native
+
+    return native.ops().blocks(w, nb)
 
 
 def _micro_kernel(weight: Tensor) -> tuple[object, int] | tuple[None, None]:
