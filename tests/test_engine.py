@@ -73,6 +73,37 @@ def test_engine_equals_autograd(kind, use_lengths, reverse, steps):
         assert_close(b, a, 1e-10)
 
 
+@pytest.mark.parametrize("keep_do", [False, True])
+@pytest.mark.parametrize("use_lengths", [False, True])
+@pytest.mark.parametrize("output_activation", ["identity", "tanh"])
+def test_jordan_cpp_pass_takes_w_hy_gradient_either_way(output_activation, use_lengths, keep_do, monkeypatch):
+    """Jordan's C++ backward takes W_hy's gradient with an identity output from ∂L/∂Y and Σ ∂a_tᵀ h_{t-1} (keeping no
+    ∂o) or, where that costs more, from ∂o kept (engine/jordan.py's KEEP_DO_ROWS): both equal autograd's, as do the
+    other gradients, with padded rows (whose h_t the forward zeroes) and a state that takes a gradient; so does a pass
+    with W_hy frozen, or the inputs."""
+    from unrolled.engine import jordan
+
+    if native.ops() is None:
+        pytest.skip("no C++ loops")
+    monkeypatch.setattr(jordan, "KEEP_DO_ROWS", 10**9 if keep_do else 0)
+    torch.manual_seed(0)
+    cell = JordanCell(3, 5, output_size=4, output_activation=output_activation).double()
+    xs = torch.randn(4, 6, 3, dtype=torch.double, requires_grad=True)
+    y0 = torch.randn(4, 4, dtype=torch.double, requires_grad=True)
+    lengths = torch.tensor([6, 2, 4, 1]) if use_lengths else None
+    for frozen in ("", "weight_hy", "xs"):
+        cell.weight_hy.requires_grad_(frozen != "weight_hy")
+        xs.requires_grad_(frozen != "xs")
+        wrt = [t for t in (xs, y0, *cell.parameters()) if t.requires_grad]
+        results = []
+        for fn in (unrolled.unroll, unroll_bptt):
+            ys, y_last = fn(cell, xs, y0, lengths=lengths)
+            loss = (torch.linspace(-1, 1, ys.numel(), dtype=ys.dtype).view_as(ys) * ys).sum() + y_last.cos().sum()
+            results.append([ys, y_last, *torch.autograd.grad(loss, wrt)])
+        for a, b in zip(*results):
+            assert_close(b, a, 1e-10)
+
+
 @pytest.mark.parametrize("kind", ["tanh", "lstm", "gru", "jordan", "jordan-softmax", "jordan-identity"])
 def test_engine_gradcheck(kind, steps):
     cell = CELLS[kind]().double()
@@ -151,11 +182,11 @@ def test_bptt_peak_memory_is_not_more_than_reference(name, batch, features, inpu
 @pytest.mark.parametrize("output_activation, keeps", [("identity", False), ("tanh", True)])
 def test_jordan_keeps_its_outputs_for_the_backward_only_where_it_reads_them(output_activation, keeps, steps):
     """With an identity output, W_yh's gradient comes from the h_t (Σ ∂a_tᵀ y_{t-1} = (Σ ∂a_tᵀ h_{t-1}) W_hyᵀ + ...):
-    the engine saves nothing that shares the outputs' memory, so the outputs go when the caller drops them; the
-    C++ loops then write them batch-first, where a head reads them with no copy."""
+    the engine saves nothing that shares the outputs' memory, so the outputs go when the caller drops them. The C++
+    loops write them batch-first, where a head reads them with no copy."""
     cell = JordanCell(3, 4, output_activation=output_activation)
     ys, _ = unroll_bptt(cell, torch.randn(2, 5, 3, requires_grad=True))
-    assert ys.is_contiguous() == (steps == "c++" and not keeps)
+    assert ys.is_contiguous() == (steps == "c++")
     node = ys.grad_fn
     while type(node).__name__ not in ("_BPTTBackward", "_JordanPassBackward"):
         node = node.next_functions[0][0]
@@ -297,8 +328,7 @@ def test_onednn_one_shot_products_match_float64(monkeypatch):
 )
 def test_engine_runs_the_cpp_loops_where_it_can_and_the_python_steps_elsewhere(kind, monkeypatch):
     """A spy on the C++ ops: a pass runs the cell's two C++ loops, padded or not, recording norms or not (Jordan's
-    backward then its products over time, `jordan_sums`; and Jordan with a softmax output never: that one is Python
-    only)."""
+    backward takes its products over time too; and Jordan with a softmax output never: that one is Python only)."""
     real = native.ops()
     if real is None:
         pytest.skip("UNROLLED_NATIVE=0") if os.environ.get("UNROLLED_NATIVE") == "0" else pytest.fail("no C++ loops")
@@ -313,7 +343,7 @@ def test_engine_runs_the_cpp_loops_where_it_can_and_the_python_steps_elsewhere(k
     cell = CELLS[kind]().double()
     xs = torch.randn(2, 5, 3, dtype=torch.double, requires_grad=True)
     family = type(cell).__name__.removesuffix("Cell").lower()
-    loops = [f"{family}_forward", f"{family}_backward"] + (["jordan_sums"] if family == "jordan" else [])
+    loops = [f"{family}_forward", f"{family}_backward"]
     for kwargs, want in [({}, loops), ({"lengths": [5, 3]}, loops), ({"record": []}, loops)]:
         calls.clear()
         unroll_bptt(cell, xs, **kwargs)[0].sum().backward()

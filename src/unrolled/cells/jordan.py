@@ -68,10 +68,11 @@ class JordanCell(Cell):
         return self.output_activation != "identity"
 
     def chunk_steps(self, batch_size: int, steps: int) -> int:
-        """Without the outputs kept, the sums go in two halves (or the usual chunks, if longer): the two chunk
-        buffers, ∂L/∂a and ∂L/∂o, then take about the memory the outputs would have held. Measured, training
-        steps alternated in one process: 0.89× the time of 768-row chunks at the bench's small size, 0.88× at its
-        charlm size; 0.95–0.97× and 0.96× that of three chunks (docs/benchmarks.md)."""
+        """The Python steps' sums (the C++ pass takes each over all steps at once): without the outputs kept, in two
+        halves (or the usual chunks, if longer), whose two chunk buffers, ∂L/∂a and ∂L/∂o, then take about the memory
+        the outputs would have held. Measured on the C++ steps when they took their sums in chunks too, training steps
+        alternated in one process: 0.89× the time of 768-row chunks at the bench's small size, 0.88× at its charlm
+        size; 0.95–0.97× and 0.96× that of three chunks (docs/benchmarks.md)."""
         usual = super().chunk_steps(batch_size, steps)
         return usual if self.backward_reads_outputs else max(usual, -(-steps // 2))
 
@@ -80,7 +81,7 @@ class JordanCell(Cell):
         a buffer of ∂L/∂o_t (o_t the output pre-activation) for one chunk of steps, from which the engine takes
         the output weights' gradients a chunk at a time (`extra_grads`). The engine runs the steps t = 0..T-1,
         then their backwards t = T-1..0: `self.t` counts the backwards still to come. (On the C++ loops,
-        engine/jordan.py takes the same products in `jordan_sums`.)"""
+        engine/jordan.py takes the same products, each over all steps at once.)"""
         self.out = PackedLinear(self.weight_hy, batch_size, steps)
         self.out_back = PackedLinear(self.weight_hy.T, batch_size, steps)
         self.chunk = self.chunk_steps(batch_size, steps)

@@ -287,15 +287,18 @@ struct StepNorms {
   }
 };
 
+void check_state(const at::Tensor& t, const at::Tensor& like, int64_t B, int64_t width) {
+  TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == like.scalar_type() && t.numel() == B * width,
+              "unrolled native engine: a state must be (B, ", width, ") of the buffers' dtype");
+}
+
 void check(std::initializer_list<at::Tensor> buffers, std::initializer_list<std::pair<at::Tensor, int64_t>> states = {}) {
   const at::Tensor& first = *buffers.begin();
   for (const auto& t : buffers)
     TORCH_CHECK(t.dim() == 3 && t.is_contiguous() && t.device().is_cpu() && t.scalar_type() == first.scalar_type() &&
                     t.size(1) == first.size(1),
                 "unrolled native engine: time-major buffers must be contiguous CPU tensors (steps, B, ·) of one dtype");
-  for (const auto& [t, width] : states)
-    TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == first.scalar_type() && t.numel() == first.size(1) * width,
-                "unrolled native engine: a state must be (B, ", width, ") of the buffers' dtype");
+  for (const auto& [t, width] : states) check_state(t, first, first.size(1), width);
 }
 
 // W (out, in) and its packed copy (oneDNN's, the same shape, or blocks (out / nb, in, nb) of the buffers' dtype);
@@ -324,22 +327,22 @@ void check_range(const at::Tensor& Y, const at::Tensor& chunk, int64_t t0, int64
 
 // One step back through the activation that made the output y_t (Elman's h_t, Jordan's y_t): g = ∂L/∂y_t,
 // from the state (∂L/∂ the final state at a padded row's last step) and from the loss; out = g σ'(·), from y
-// (never read for the identity: may be null then); ‖g‖² into `norms`, Σ out into `sums` when given. Rows past
-// their end get 0.
+// (never read for the identity: may be null then; rows ly apart), into out (rows lo apart); ‖g‖² into `norms`, Σ out
+// into `sums` when given. Rows past their end get 0.
 template <int A, typename T>
-void back_through_output(int64_t t, int64_t B, int64_t W, const T* y, const Rows<T>& dy, const at::Tensor& running,
-                         const at::Tensor& d_final, T* out, const Lengths& len, const StepNorms& norms,
-                         const BiasSums* sums) {
+void back_through_output(int64_t t, int64_t B, int64_t W, const T* y, int64_t ly, const Rows<T>& dy,
+                         const at::Tensor& running, const at::Tensor& d_final, T* out, int64_t lo, const Lengths& len,
+                         const StepNorms& norms, const BiasSums* sums) {
   each_row(B, W, [&](int64_t b) {
     // the row's own pointers, in locals: through the captured ones, GCC vectorised the loop with a gather and
     // scatters (it reloads a pointer captured by reference after every store)
-    T* o = out + b * W;
+    T* o = out + b * lo;
     if (len.past(t, b)) {  // nothing flows through a step past the row's end
       std::fill(o, o + W, T(0));
       return;
     }
     const T *dyb = dy(t, b), *d = (len.last(t, b) ? d_final : running).data_ptr<T>() + b * W;
-    const T* yb = A == IDENTITY ? nullptr : y + b * W;
+    const T* yb = A == IDENTITY ? nullptr : y + b * ly;
     T squares = 0;
 #pragma omp simd reduction(+ : squares)
     for (int64_t j = 0; j < W; ++j) {

@@ -12,18 +12,22 @@ void jordan_forward_t(const at::Tensor& XP, const at::Tensor& y0, const at::Tens
                       const std::optional<at::Tensor>& packed, const at::Tensor& Why,
                       const std::optional<at::Tensor>& packed_out, const std::optional<at::Tensor>& bias_y,
                       const at::Tensor& Y, const Lengths& len) {
-  const int64_t S = XP.size(0), B = XP.size(1), H = XP.size(2), O = Y.size(2), ys = Y.stride(1);  // Y's row stride
+  const int64_t S = XP.size(0), B = XP.size(1), H = XP.size(2), O = Y.size(2), la = XP.stride(1), ys = Y.stride(1);
   const T* by = bias_y ? bias_y->data_ptr<T>() : nullptr;
   for (int64_t t = 0; t < S; ++t) {
     T *a = step_ptr<T>(XP, t), *y = step_ptr<T>(Y, t);
     const T* y_prev = t == 0 ? y0.data_ptr<T>() : step_ptr<T>(Y, t - 1);
-    step_product(y_prev, B, t == 0 ? O : ys, Wyh, packed, a, H, true);  // xp_t + y_{t-1} W_yhᵀ, over xp_t
+    step_product(y_prev, B, t == 0 ? O : ys, Wyh, packed, a, la, true);  // xp_t + y_{t-1} W_yhᵀ, over xp_t
     each_row(B, H, [&](int64_t b) {
-      T* ab = a + b * H;
+      T* ab = a + b * la;
+      if (len.past(t, b)) {  // h = 0 past the row's end: the backward's products over all steps then skip it
+        std::fill(ab, ab + H, T(0));
+        return;
+      }
 #pragma omp simd
       for (int64_t j = 0; j < H; ++j) ab[j] = act<AH>(ab[j]);
     });
-    step_product<T>(a, B, H, Why, packed_out, y, ys, false);  // h_t W_hyᵀ, into Y[t]
+    step_product<T>(a, B, la, Why, packed_out, y, ys, false);  // h_t W_hyᵀ, into Y[t]
     each_row(B, O, [&](int64_t b) {
       T* yb = y + b * ys;
       if (len.past(t, b)) {  // the row's sequence has ended: output 0 (its state is read at its last step)
@@ -41,7 +45,7 @@ void jordan_forward(at::Tensor XP, const at::Tensor& y0, const at::Tensor& Wyh, 
                     const std::optional<at::Tensor>& bias_y, int64_t act_h, int64_t act_y, at::Tensor Y,
                     const std::optional<at::Tensor>& lengths) {
   const int64_t H = XP.size(2), O = Y.size(2);
-  check({XP}, {{y0, O}});
+  check_rows(XP, XP.sizes(), XP.scalar_type()), check_state(y0, XP, XP.size(1), O);
   check_rows(Y, {XP.size(0), XP.size(1), O}, XP.scalar_type());  // time-major, or batch-first seen time-major
   check_lengths(lengths, XP.size(1), XP.size(0));
   check_weight(Wyh, packed, H, O), check_weight(Why, packed_out, O, H);
@@ -60,27 +64,29 @@ void jordan_forward(at::Tensor XP, const at::Tensor& y0, const at::Tensor& Wyh, 
   });
 }
 
-// ∂o = σ_y'(∂y_t + dy) into dO[t − t0]; ∂a = σ_h'(∂o W_hy) into dA[t − t0]; ∂y_{t-1} = ∂a W_yh. Y, the outputs, is
-// undefined where σ_y is the identity (the engine keeps none then).
+// The backward pass, whole. Layout: h_t (Hs), the outputs (Y, kept only for a σ_y other than the identity), X and
+// ∂L/∂Y are batch-first tensors (B, T, ·) seen time-major, as the layer's input and output lie; ∂L/∂a goes into a
+// batch-first dA. Each step back, per row: ∂o = σ_y'(∂y_t + dy) (into a row of scratch, or of dO where the products
+// need it), ∂h = ∂o W_hy into dA, ∂a = σ_h'(∂h), ∂y_{t-1} = ∂a W_yh; the biases' sums as the rows are written.
 template <typename T, int AH, int AY>
-at::Tensor jordan_backward_t(const at::Tensor& dA, const at::Tensor& dO, const at::Tensor& Hs, const at::Tensor& Y,
+at::Tensor jordan_steps_back(const at::Tensor& dA, const at::Tensor& dO, const at::Tensor& Hs, const at::Tensor& Y,
                              const at::Tensor& dY, at::Tensor dy_state, const at::Tensor& d_final,
                              const at::Tensor& Wyh_t, const std::optional<at::Tensor>& packed, const at::Tensor& Why_t,
-                             const std::optional<at::Tensor>& packed_out, int64_t t0, int64_t t1,
-                             const BiasSums& sums, const BiasSums& out_sums, const Lengths& len,
-                             const StepNorms& norms) {
-  const int64_t B = dO.size(1), O = dO.size(2), H = Hs.size(2);
+                             const std::optional<at::Tensor>& packed_out, const BiasSums& sums,
+                             const BiasSums& out_sums, const Lengths& len, const StepNorms& norms) {
+  const int64_t S = Hs.size(0), B = Hs.size(1), H = Hs.size(2), O = dY.size(2), lh = Hs.stride(1);
+  const int64_t lo = dO.dim() == 3 ? dO.stride(1) : O, ly = Y.defined() ? Y.stride(1) : O;
   const Rows<T> dy(dY);
   at::Tensor next[2];
-  for (int64_t t = t1 - 1; t >= t0; --t) {
+  for (int64_t t = S - 1; t >= 0; --t) {
     const T* y = Y.defined() ? step_ptr<T>(Y, t) : nullptr;
-    T *o = step_ptr<T>(dO, t - t0), *da = step_ptr<T>(dA, t - t0);
-    back_through_output<AY>(t, B, O, y, dy, dy_state, d_final, o, len, norms, &out_sums);
-    step_product(o, B, O, Why_t, packed_out, da, H, false);  // ∂h = ∂o W_hy, into dA
+    T *o = dO.dim() == 3 ? step_ptr<T>(dO, t) : dO.data_ptr<T>(), *da = step_ptr<T>(dA, t);
+    back_through_output<AY>(t, B, O, y, ly, dy, dy_state, d_final, o, lo, len, norms, &out_sums);
+    step_product(o, B, lo, Why_t, packed_out, da, lh, false);  // ∂h = ∂o W_hy, into dA
     const T* h = step_ptr<T>(Hs, t);
     each_row(B, H, [&](int64_t b) {
       double* sb = sums.mine();
-      const int64_t r = b * H;
+      const int64_t r = b * lh;
       if (len.past(t, b)) {
         std::fill(da + r, da + r + H, T(0));
         return;
@@ -91,105 +97,129 @@ at::Tensor jordan_backward_t(const at::Tensor& dA, const at::Tensor& dO, const a
         sb[j] += da[r + j];
       }
     });
-    dy_state = product_next(next, t, da, B, H, Wyh_t, packed);
+    dy_state = product_next(next, t, da, B, lh, Wyh_t, packed);
   }
   return dy_state;
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> jordan_backward(at::Tensor dA, at::Tensor dO, const at::Tensor& Hs,
-                           const std::optional<at::Tensor>& y, const at::Tensor& dY, const at::Tensor& dy_state,
-                           const at::Tensor& d_final, const at::Tensor& Wyh_t, const std::optional<at::Tensor>& packed,
-                           const at::Tensor& Why_t, const std::optional<at::Tensor>& packed_out, int64_t act_h,
-                           int64_t act_y, int64_t t0, int64_t t1, const std::optional<at::Tensor>& lengths,
-                           const std::optional<at::Tensor>& norms) {
-  const int64_t S = Hs.size(0), B = Hs.size(1), H = Hs.size(2), O = dO.size(2);
+// out = a b, or out += a b, through oneDNN's matmul (float32, operands contiguous or transposed: read where they lie)
+// or torch's
+void product(const at::Tensor& a, const at::Tensor& b, at::Tensor& out, bool accumulate, bool onednn) {
+  if (onednn && a.scalar_type() == at::kFloat && at::native::mkldnn_matmul != nullptr) {
+    at::native::mkldnn_matmul(a, b, out, accumulate ? 1.0f : 0.0f, 1.0f);
+  } else if (accumulate) {
+    out.addmm_(a, b);
+  } else {
+    at::mm_out(out, a, b);
+  }
+}
+
+// Σ_t d_tᵀ r_{t-1} over t ≥ 1 for batch-first d and r (B, T, ·): one product of the rows shifted by one, which pairs each
+// row's step 0 with the previous row's last step, less those B - 1 pairs
+at::Tensor shifted_sum(const at::Tensor& d, const at::Tensor& r, bool onednn) {
+  const int64_t B = d.size(0), T = d.size(1), n = B * T;
+  at::Tensor out = at::empty({d.size(2), r.size(2)}, d.options());
+  product(d.reshape({n, -1}).narrow(0, 1, n - 1).t(), r.reshape({n, -1}).narrow(0, 0, n - 1), out, false, onednn);
+  if (B > 1) out.addmm_(d.select(1, 0).narrow(0, 1, B - 1).t(), r.select(1, T - 1).narrow(0, 0, B - 1), 1, -1);
+  return out;
+}
+
+// The backward pass: the steps back (above), then the products over time, each one product over all B T rows:
+// W_ih's Σ ∂a_tᵀ x_t; W_yh's Σ ∂a_tᵀ y_{t-1} (shifted_sum; with an identity output, from the h_t, as y_{t-1} = W_hy
+// h_{t-1} + b_y: S W_hyᵀ + (Σ_{t≥1} ∂a_t) b_yᵀ with S = Σ_{t≥1} ∂a_tᵀ h_{t-1}), plus ∂a_0ᵀ y_0; W_hy's Σ ∂o_tᵀ h_t
+// from the ∂o kept by the steps back; or, with an identity output, where the caller asks no ∂o kept (engine/jordan.py
+// says where that is faster): ∂o_t = ∂y_t + ∂a_{t+1} W_yh, and ∂L/∂ the final state at a row's last step, so
+// Σ ∂y_tᵀ h_t + W_yhᵀ S + Σ_b ∂y_T,bᵀ h_last,b, with h_t = 0 past a row's end, jordan_forward); the biases' sums;
+// ∂X = ∂A W_ih. Returns (∂X, ∂y_0, ∂W_ih, ∂b, ∂W_yh, ∂W_hy, ∂b_y), those not wanted empty.
+std::vector<at::Tensor> jordan_backward(const at::Tensor& Hs, const std::optional<at::Tensor>& y, const at::Tensor& X,
+                                        const at::Tensor& y0, const at::Tensor& dY, const at::Tensor& d_final,
+                                        const at::Tensor& Wih, const std::optional<at::Tensor>& ih_blocks,
+                                        const at::Tensor& Wyh_t, const std::optional<at::Tensor>& packed,
+                                        const at::Tensor& Why_t, const std::optional<at::Tensor>& packed_out,
+                                        const std::optional<at::Tensor>& bias_y, int64_t act_h, int64_t act_y,
+                                        int64_t wanted, bool onednn, const std::optional<at::Tensor>& lengths,
+                                        const std::optional<at::Tensor>& norms) {
+  const int64_t S = Hs.size(0), B = Hs.size(1), H = Hs.size(2), O = Why_t.size(1), F = X.size(2);
+  const auto batch_first = [&](const at::Tensor& t, int64_t width) {
+    return t.dim() == 3 && t.size(0) == S && t.size(1) == B && t.size(2) == width && t.transpose(0, 1).is_contiguous() &&
+           t.device().is_cpu() && t.scalar_type() == Hs.scalar_type();
+  };
+  TORCH_CHECK(batch_first(Hs, H) && batch_first(X, F) && batch_first(dY, O) && (!y || batch_first(*y, O)),
+              "unrolled native engine: jordan_backward's h, x, ∂L/∂y (and y) must be batch-first CPU tensors (B, T, ·) "
+              "seen time-major, of one dtype");
   TORCH_CHECK(y || act_y == IDENTITY, "jordan_backward: the outputs are needed for a non-identity output activation");
-  const at::Tensor Y = y ? *y : at::Tensor();
-  check({dA, dO, Hs}, {{dy_state, O}, {d_final, O}});
-  if (y) check({Hs, Y}), check_width(Y, O), check_range(Y, Hs, 0, S), check_range(Hs, Y, 0, Y.size(0));
+  bool need[5];  // the gradients wanted, by bits of `wanted`: 1 ∂X, 2 ∂W_ih, 4 ∂W_yh, 8 ∂W_hy, 16 ∂y_0 (32: keep ∂o)
+  for (int i = 0; i < 5; ++i) need[i] = wanted >> i & 1;
+  check_state(y0, Hs, B, O), check_state(d_final, Hs, B, O);
   check_lengths(lengths, B, S);
-  check_rows(dY, {S, B, O}, Hs.scalar_type());
-  check_range(Hs, dA, t0, t1), check_range(Hs, dO, t0, t1);
-  check_width(dA, H), check_weight(Wyh_t, packed, O, H), check_weight(Why_t, packed_out, H, O);
-  const at::Tensor out = at::empty_like(dy_state, at::MemoryFormat::Contiguous), d_y = dy_state.contiguous(),
-                   d_fin = d_final.contiguous();
-  const BiasSums sums(dA, 1, H), out_sums(dA, 1, O);
+  check_weight(Wyh_t, packed, O, H), check_weight(Why_t, packed_out, H, O), check_weight(Wih, std::nullopt, H, F);
+  TORCH_CHECK(!bias_y || (bias_y->numel() == O && bias_y->scalar_type() == Hs.scalar_type()), "jordan_backward: bias");
+  const bool identity = !y, keep_dO = need[3] && (!identity || wanted >> 5 & 1);
+  const at::TensorOptions opt = Hs.options();
+  const at::Tensor Y = y ? *y : at::Tensor();
+  at::Tensor dA = at::empty({B, S, H}, opt).transpose(0, 1), d0 = at::empty({B, O}, opt);
+  at::Tensor dO = keep_dO ? at::empty({B, S, O}, opt).transpose(0, 1) : at::Tensor();
+  const at::Tensor d_fin = d_final.contiguous(), y_0 = y0.contiguous();
+  const BiasSums sums(Hs, 1, H), out_sums(Hs, 1, O);
   const StepNorms step_norms(norms, Hs, S);
   with_act(act_h, [&](auto AH) {
     with_act(act_y, [&](auto AY) {
-      AT_DISPATCH_FLOATING_TYPES(dA.scalar_type(), "jordan_backward", [&] {
+      AT_DISPATCH_FLOATING_TYPES(Hs.scalar_type(), "jordan_backward", [&] {
         over_rows(B, is_blocks(packed) && is_blocks(packed_out), [&](int64_t b0, int64_t b1) {
-          rows(out, b0, b1).copy_(jordan_backward_t<scalar_t, decltype(AH)::value, decltype(AY)::value>(
-              rows(dA, b0, b1), rows(dO, b0, b1), rows(Hs, b0, b1), y ? rows(Y, b0, b1) : Y, rows(dY, b0, b1),
-              rows(d_y, b0, b1), rows(d_fin, b0, b1), Wyh_t, packed, Why_t, packed_out, t0, t1, sums, out_sums,
+          // ∂o's rows: of dO, or of a scratch row block reused step after step
+          const at::Tensor o = keep_dO ? rows(dO, b0, b1) : at::empty({b1 - b0, O}, opt);
+          rows(d0, b0, b1).copy_(jordan_steps_back<scalar_t, decltype(AH)::value, decltype(AY)::value>(
+              rows(dA, b0, b1), o, rows(Hs, b0, b1), y ? rows(Y, b0, b1) : Y, rows(dY, b0, b1),
+              rows(d_fin, b0, b1), rows(d_fin, b0, b1), Wyh_t, packed, Why_t, packed_out, sums, out_sums,
               Lengths(lengths, b0), step_norms));
         });
       });
     });
   });
-  step_norms.write(t0, t1);
-  return {out, sums.total(1), out_sums.total(1)};
-}
-
-// out += a b through oneDNN's matmul (float32, operands contiguous or transposed: read where they lie) or torch's.
-void add_product(const at::Tensor& a, const at::Tensor& b, at::Tensor& out, bool onednn) {
-  if (onednn && a.scalar_type() == at::kFloat && at::native::mkldnn_matmul != nullptr) {
-    at::native::mkldnn_matmul(a, b, out, 1.0f, 1.0f);
-  } else {
-    out.addmm_(a, b);
+  step_norms.write(0, S);
+  const int64_t n = B * S;
+  const at::Tensor da = dA.transpose(0, 1), hs = Hs.transpose(0, 1), rows_a = da.reshape({n, H});  // (B, T, ·)
+  const at::Tensor g_b = sums.total(1).view({H}), g_by = out_sums.total(1).view({O}), none = Hs.new_empty({0});
+  at::Tensor g_ih = none, g_yh = none, g_hy = none, dX = none;
+  if (need[1]) {
+    g_ih = at::empty({H, F}, opt);
+    product(rows_a.t(), X.transpose(0, 1).reshape({n, F}), g_ih, false, onednn);
   }
-}
-
-// The products over time of the steps t0..t1-1, once jordan_backward has written their ∂L/∂a into dA and ∂L/∂o into
-// dO, added into the sums that are wanted (the others are empty): g_hy += Σ ∂o_tᵀ h_t, g_ih += Σ ∂a_tᵀ x_t (X's steps
-// copied time-major into dO's memory, read by then), and g_rec += Σ ∂a_tᵀ y_{t-1} from `prev` (the outputs behind y_0)
-// where the engine kept the outputs, else Σ ∂a_tᵀ h_{t-1} over t ≥ max(t0, 1), from which cells/jordan.py makes W_yh's
-// gradient at the end; then ∂X = ∂A W_ih into steps t0..t1-1 of dX. One call a chunk, for the two dozen small tensor
-// operations Python took around the same products.
-void jordan_sums(const at::Tensor& dA, const at::Tensor& dO, const at::Tensor& Hs, const std::optional<at::Tensor>& prev,
-                 const at::Tensor& X, int64_t t0, int64_t t1, bool onednn, at::Tensor g_ih, at::Tensor g_rec,
-                 at::Tensor g_hy, at::Tensor dX, const at::Tensor& w_ih, const std::optional<at::Tensor>& blocks) {
-  const int64_t S = Hs.size(0), B = Hs.size(1), H = Hs.size(2), O = dO.size(2), F = X.size(2), n = t1 - t0;
-  check({dA, dO, Hs});
-  check_range(Hs, dA, t0, t1), check_range(Hs, dO, t0, t1), check_width(dA, H);
-  TORCH_CHECK(X.dim() == 3 && X.size(0) == S && X.size(1) == B && X.scalar_type() == Hs.scalar_type() &&
-                  (!prev || (prev->is_contiguous() && prev->sizes() == at::IntArrayRef({S + 1, B, O}))),
-              "jordan_sums: X (T, B, F) and the outputs behind y_0 (T + 1, B, O) of the buffers' dtype");
-  for (const at::Tensor* g : {&g_ih, &g_rec, &g_hy})
-    TORCH_CHECK(g->numel() == 0 || (g->is_contiguous() && g->scalar_type() == Hs.scalar_type()),
-                "jordan_sums: contiguous sums of the buffers' dtype");
-  const at::Tensor da = dA.narrow(0, 0, n).view({n * B, H});
-  if (g_hy.numel()) {
-    add_product(dO.narrow(0, 0, n).view({n * B, O}).t(), Hs.narrow(0, t0, n).view({n * B, H}), g_hy, onednn);
+  const at::Tensor da0 = da.select(1, 0);  // ∂a_0, (B, H)
+  if (keep_dO) {
+    g_hy = at::empty({O, H}, opt);
+    product(dO.transpose(0, 1).reshape({n, O}).t(), hs.reshape({n, H}), g_hy, false, onednn);
   }
-  if (g_ih.numel()) {
-    const at::Tensor x = X.narrow(0, t0, n);
-    at::Tensor rows = x;
-    if (!x.is_contiguous()) {  // X batch-first: its steps copied time-major, into ∂L/∂o's buffer (read by now) where
-      rows = n * B * F <= dO.numel() ? dO.view(-1).narrow(0, 0, n * B * F).view(x.sizes())  // they fit, else new memory
-                                     : at::empty_like(x, at::MemoryFormat::Contiguous);
-      rows.copy_(x);
+  if (!identity) {
+    if (need[2]) g_yh = shifted_sum(da, Y.transpose(0, 1), onednn).addmm_(da0.t(), y_0);
+  } else if (need[2] || (need[3] && !keep_dO)) {
+    const at::Tensor s = shifted_sum(da, hs, onednn);  // S = Σ_{t≥1} ∂a_tᵀ h_{t-1}
+    if (need[2]) {
+      g_yh = at::empty({H, O}, opt);
+      product(s, Why_t, g_yh, false, onednn);  // S W_hyᵀ
+      if (bias_y) g_yh.addr_(g_b - da0.sum(0), *bias_y);
+      g_yh.addmm_(da0.t(), y_0);
     }
-    add_product(da.t(), rows.view({n * B, F}), g_ih, onednn);
-  }
-  if (g_rec.numel() && prev) {
-    add_product(da.t(), prev->narrow(0, t0, n).view({n * B, O}), g_rec, onednn);
-  } else if (g_rec.numel()) {
-    const int64_t f = t0 == 0 ? 1 : 0;  // step 0's r_{-1} is y_0, not W_hy h_{-1} + b_y
-    if (n > f) {
-      const at::Tensor h_prev = Hs.narrow(0, t0 + f - 1, n - f).view({(n - f) * B, H});
-      add_product(da.narrow(0, f * B, (n - f) * B).t(), h_prev, g_rec, onednn);
+    if (need[3] && !keep_dO) {
+      g_hy = at::empty({O, H}, opt);
+      product(dY.transpose(0, 1).reshape({n, O}).t(), hs.reshape({n, H}), g_hy, false, onednn);
+      product(Wyh_t, s, g_hy, true, onednn);  // W_yhᵀ S
+      const at::Tensor last = lengths ? hs.reshape({n, H}).index_select(0, at::arange(B, lengths->options()) * S + *lengths - 1)
+                                      : hs.select(1, S - 1);  // each row's h at its last step
+      g_hy.addmm_(d_fin.t(), last);
     }
   }
-  if (dX.numel() == 0) return;
-  TORCH_CHECK(dX.dim() == 3 && dX.size(0) == S && dX.size(1) == B && dX.stride(2) == 1, "jordan_sums: dX (T, B, F)");
-  if (is_blocks(blocks)) {
-    TORCH_CHECK(blocks->size(1) == H && blocks->size(0) * blocks->size(2) == dX.size(2), "jordan_sums: W_ih's blocks");
-    tiled_product(da.data_ptr<float>(), n, B, B * H, H, *blocks, dX.data_ptr<float>() + t0 * dX.stride(0), dX.stride(0),
-                  dX.stride(1), false, nullptr);
-  } else {
-    dX.narrow(0, t0, n).copy_(at::matmul(dA.narrow(0, 0, n), w_ih));
+  if (need[0]) {
+    dX = at::empty({B, S, F}, opt);
+    if (is_blocks(ih_blocks)) {
+      TORCH_CHECK(ih_blocks->size(1) == H && ih_blocks->size(0) * ih_blocks->size(2) == F, "jordan_backward: W_ih's blocks");
+      tiled_product(rows_a.data_ptr<float>(), 1, n, 0, H, *ih_blocks, dX.data_ptr<float>(), 0, F, false, nullptr);
+    } else {
+      at::Tensor rows_x = dX.view({n, F});
+      at::mm_out(rows_x, rows_a, Wih);
+    }
   }
+  return {dX, need[4] ? d0 : none, g_ih, g_b, g_yh, g_hy, g_by};
 }
 
 }  // namespace
@@ -198,11 +228,8 @@ TORCH_LIBRARY_FRAGMENT(unrolled, m) {
   m.def("jordan_forward(Tensor(a!) xp, Tensor y0, Tensor w_yh, Tensor? packed, Tensor w_hy, Tensor? packed_out, "
         "Tensor? bias_y, int act_h, int act_y, Tensor(b!) y, Tensor? lengths) -> ()",
         &jordan_forward);
-  m.def("jordan_backward(Tensor(a!) da, Tensor(b!) dout, Tensor hs, Tensor? y, Tensor dy, Tensor dstate, "
-        "Tensor d_final, Tensor w_yh_t, Tensor? packed, Tensor w_hy_t, Tensor? packed_out, int act_h, int act_y, int t0, "
-        "int t1, Tensor? lengths, Tensor? norms) -> (Tensor, Tensor, Tensor)",
+  m.def("jordan_backward(Tensor hs, Tensor? y, Tensor x, Tensor y0, Tensor dy, Tensor d_final, Tensor w_ih, "
+        "Tensor? ih_blocks, Tensor w_yh_t, Tensor? packed, Tensor w_hy_t, Tensor? packed_out, Tensor? bias_y, int act_h, "
+        "int act_y, int wanted, bool onednn, Tensor? lengths, Tensor? norms) -> Tensor[]",
         &jordan_backward);
-  m.def("jordan_sums(Tensor da, Tensor(e!) dout, Tensor hs, Tensor? prev, Tensor x, int t0, int t1, bool onednn, "
-        "Tensor(a!) g_ih, Tensor(b!) g_rec, Tensor(c!) g_hy, Tensor(d!) dx, Tensor w_ih, Tensor? blocks) -> ()",
-        &jordan_sums);
 }

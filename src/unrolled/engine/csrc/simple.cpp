@@ -164,7 +164,7 @@ at::Tensor elman_backward_t(const at::Tensor& dZ, const at::Tensor& Y, const at:
   at::Tensor next[2];
   for (int64_t t = t1 - 1; t >= t0; --t) {
     T* dz = step_ptr<T>(dZ, t - t0);
-    back_through_output<A>(t, B, H, step_ptr<T>(Y, t), dy, dh, d_final, dz, len, norms, &sums);
+    back_through_output<A>(t, B, H, step_ptr<T>(Y, t), H, dy, dh, d_final, dz, H, len, norms, &sums);
     dh = product_next(next, t, dz, B, H, Wt, packed);
   }
   return dh;
