@@ -73,7 +73,7 @@ at::Tensor jordan_steps_back(const at::Tensor& dA, const at::Tensor& dO, const a
                              const at::Tensor& dY, at::Tensor dy_state, const at::Tensor& d_final,
                              const at::Tensor& Wyh_t, const std::optional<at::Tensor>& packed, const at::Tensor& Why_t,
                              const std::optional<at::Tensor>& packed_out, const BiasSums& sums,
-                             const BiasSums& out_sums, const Lengths& len, const StepNorms& norms) {
+                             const BiasSums& out_sums, const Lengths& len, const StepNorms& norms, bool to_y0) {
   const int64_t S = Hs.size(0), B = Hs.size(1), H = Hs.size(2), O = dY.size(2), lh = Hs.stride(1);
   const int64_t lo = dO.dim() == 3 ? dO.stride(1) : O, ly = Y.defined() ? Y.stride(1) : O;
   const Rows<T> dy(dY);
@@ -97,7 +97,7 @@ at::Tensor jordan_steps_back(const at::Tensor& dA, const at::Tensor& dO, const a
         sb[j] += da[r + j];
       }
     });
-    dy_state = product_next(next, t, da, B, lh, Wyh_t, packed);
+    if (t > 0 || to_y0) dy_state = product_next(next, t, da, B, lh, Wyh_t, packed);  // ∂y_0 only where wanted
   }
   return dy_state;
 }
@@ -157,7 +157,7 @@ std::vector<at::Tensor> jordan_backward(const at::Tensor& Hs, const std::optiona
   const bool identity = !y, keep_dO = need[3] && (!identity || wanted >> 5 & 1);
   const at::TensorOptions opt = Hs.options();
   const at::Tensor Y = y ? *y : at::Tensor();
-  at::Tensor dA = at::empty({B, S, H}, opt).transpose(0, 1), d0 = at::empty({B, O}, opt);
+  at::Tensor dA = at::empty({B, S, H}, opt).transpose(0, 1), d0 = need[4] ? at::empty({B, O}, opt) : at::Tensor();
   at::Tensor dO = keep_dO ? at::empty({B, S, O}, opt).transpose(0, 1) : at::Tensor();
   const at::Tensor d_fin = d_final.contiguous(), y_0 = y0.contiguous();
   const BiasSums sums(Hs, 1, H), out_sums(Hs, 1, O);
@@ -168,10 +168,11 @@ std::vector<at::Tensor> jordan_backward(const at::Tensor& Hs, const std::optiona
         over_rows(B, is_blocks(packed) && is_blocks(packed_out), [&](int64_t b0, int64_t b1) {
           // ∂o's rows: of dO, or of a scratch row block reused step after step
           const at::Tensor o = keep_dO ? rows(dO, b0, b1) : at::empty({b1 - b0, O}, opt);
-          rows(d0, b0, b1).copy_(jordan_steps_back<scalar_t, decltype(AH)::value, decltype(AY)::value>(
+          const at::Tensor d = jordan_steps_back<scalar_t, decltype(AH)::value, decltype(AY)::value>(
               rows(dA, b0, b1), o, rows(Hs, b0, b1), y ? rows(Y, b0, b1) : Y, rows(dY, b0, b1),
               rows(d_fin, b0, b1), rows(d_fin, b0, b1), Wyh_t, packed, Why_t, packed_out, sums, out_sums,
-              Lengths(lengths, b0), step_norms));
+              Lengths(lengths, b0), step_norms, need[4]);
+          if (need[4]) rows(d0, b0, b1).copy_(d);
         });
       });
     });
@@ -186,19 +187,23 @@ std::vector<at::Tensor> jordan_backward(const at::Tensor& Hs, const std::optiona
     product(rows_a.t(), X.transpose(0, 1).reshape({n, F}), g_ih, false, onednn);
   }
   const at::Tensor da0 = da.select(1, 0);  // ∂a_0, (B, H)
+  // ∂a_0ᵀ y_0 goes into W_yh's gradient, unless y_0 is zero (the usual initial state: a scan, against a product)
+  const bool y0_zero = AT_DISPATCH_FLOATING_TYPES(y_0.scalar_type(), "jordan_backward", [&] {
+    const scalar_t* p = y_0.data_ptr<scalar_t>();
+    return std::all_of(p, p + y_0.numel(), [](scalar_t v) { return v == scalar_t(0); });
+  });
   if (keep_dO) {
     g_hy = at::empty({O, H}, opt);
     product(dO.transpose(0, 1).reshape({n, O}).t(), hs.reshape({n, H}), g_hy, false, onednn);
   }
   if (!identity) {
-    if (need[2]) g_yh = shifted_sum(da, Y.transpose(0, 1), onednn).addmm_(da0.t(), y_0);
+    if (need[2]) g_yh = shifted_sum(da, Y.transpose(0, 1), onednn);
   } else if (need[2] || (need[3] && !keep_dO)) {
     const at::Tensor s = shifted_sum(da, hs, onednn);  // S = Σ_{t≥1} ∂a_tᵀ h_{t-1}
     if (need[2]) {
       g_yh = at::empty({H, O}, opt);
       product(s, Why_t, g_yh, false, onednn);  // S W_hyᵀ
       if (bias_y) g_yh.addr_(g_b - da0.sum(0), *bias_y);
-      g_yh.addmm_(da0.t(), y_0);
     }
     if (need[3] && !keep_dO) {
       g_hy = at::empty({O, H}, opt);
@@ -209,6 +214,7 @@ std::vector<at::Tensor> jordan_backward(const at::Tensor& Hs, const std::optiona
       g_hy.addmm_(d_fin.t(), last);
     }
   }
+  if (need[2] && !y0_zero) g_yh.addmm_(da0.t(), y_0);
   if (need[0]) {
     dX = at::empty({B, S, F}, opt);
     if (is_blocks(ih_blocks)) {
