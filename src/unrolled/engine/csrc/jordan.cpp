@@ -1,5 +1,7 @@
 // Jordan's loops (see common.h for the layout and the helpers), and its products over time.
 
+#include <torch/csrc/autograd/custom_function.h>
+
 #include "common.h"
 
 namespace {
@@ -228,14 +230,122 @@ std::vector<at::Tensor> jordan_backward(const at::Tensor& Hs, const std::optiona
   return {dX, need[4] ? d0 : none, g_ih, g_b, g_yh, g_hy, g_by};
 }
 
+// ------------------------------------------------------------------------------- the pass, an autograd node in C++
+// engine/jordan.py's one call: the input projection and the steps forward, saving h_t (and the outputs where σ_y'
+// reads them); back, jordan_backward. Weights go to the micro-kernel as blocks of nb (by rows: nb[0] for H, nb[1]
+// for O, nb[2] for F; 0: no blocks, torch's products), made here for each pass. No Python runs between the two.
+
+std::optional<at::Tensor> blocks_if(const at::Tensor& w, int64_t nb) {
+  return nb > 0 ? std::optional<at::Tensor>(blocks(w, nb)) : std::nullopt;
+}
+
+// (h_t, y_t) for every step, batch-first (B, T, ·)
+std::pair<at::Tensor, at::Tensor> jordan_run(const at::Tensor& xs, const at::Tensor& y0, const at::Tensor& w_ih,
+                                             const std::optional<at::Tensor>& b, const at::Tensor& w_yh,
+                                             const at::Tensor& w_hy, const std::optional<at::Tensor>& b_y,
+                                             int64_t act_h, int64_t act_y, const std::vector<int64_t>& nb,
+                                             const std::optional<at::Tensor>& lengths) {
+  const int64_t B = xs.size(0), S = xs.size(1), F = xs.size(2), H = w_ih.size(0), O = w_hy.size(0);
+  check_weight(w_ih, std::nullopt, H, F);
+  at::Tensor hs;
+  if (nb[0] > 0) {  // a_t = x_t W_ihᵀ + b on the micro-kernel, read and written batch-first
+    TORCH_CHECK(xs.scalar_type() == at::kFloat && (!b || (b->numel() == H && b->scalar_type() == at::kFloat)),
+                "jordan_pass: float32 x and bias for the micro-kernel");
+    hs = at::empty({B, S, H}, xs.options());
+    const at::Tensor bias = b ? b->contiguous() : at::Tensor();
+    tiled_product(xs.data_ptr<float>(), S, B, F, S * F, blocks(w_ih, nb[0]), hs.data_ptr<float>(), H, S * H, false,
+                  b ? bias.data_ptr<float>() : nullptr);
+  } else {
+    hs = at::linear(xs, w_ih, b);
+  }
+  at::Tensor Y = at::empty({B, S, O}, xs.options());
+  jordan_forward(hs.transpose(0, 1), y0, w_yh, blocks_if(w_yh, nb[0]), w_hy, blocks_if(w_hy, nb[1]), b_y, act_h, act_y,
+                 Y.transpose(0, 1), lengths);
+  return {hs, Y};
+}
+
+struct JordanPass : public torch::autograd::Function<JordanPass> {
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const at::Tensor& xs,
+                                                const at::Tensor& y0, const at::Tensor& w_ih,
+                                                const std::optional<at::Tensor>& b, const at::Tensor& w_yh,
+                                                const at::Tensor& w_hy, const std::optional<at::Tensor>& b_y,
+                                                int64_t act_h, int64_t act_y, const std::vector<int64_t>& nb,
+                                                const std::optional<at::Tensor>& lengths,
+                                                const std::optional<at::Tensor>& norms, bool keep_do, bool onednn) {
+    TORCH_CHECK(xs.dim() == 3 && nb.size() == 3, "jordan_pass: xs (B, T, F) and three block sizes");
+    const at::Tensor x = xs.contiguous();
+    auto [hs, Y] = jordan_run(x, y0, w_ih, b, w_yh, w_hy, b_y, act_h, act_y, nb, lengths);
+    const int64_t wanted = xs.requires_grad() | w_ih.requires_grad() << 1 | w_yh.requires_grad() << 2 |
+                           w_hy.requires_grad() << 3 | y0.requires_grad() << 4 | int64_t(keep_do) << 5;
+    ctx->saved_data["hs"] = hs;
+    ctx->saved_data["wanted"] = wanted;
+    ctx->saved_data["acts"] = std::vector<int64_t>{act_h, act_y};
+    ctx->saved_data["nb"] = nb;
+    ctx->saved_data["lengths"] = lengths;
+    ctx->saved_data["norms"] = norms;
+    ctx->saved_data["onednn"] = onednn;
+    ctx->saved_data["biases"] = std::vector<bool>{b.has_value(), b_y.has_value()};
+    const bool keep_y = act_y != IDENTITY;  // σ_y' reads the outputs; with the identity they go when the caller drops them
+    ctx->save_for_backward({x, y0, keep_y ? Y : at::Tensor(), w_ih, b ? *b : at::Tensor(), w_yh, w_hy,
+                            b_y ? *b_y : at::Tensor()});
+    const int64_t S = Y.size(1);
+    const at::Tensor rows_y = Y.view({-1, Y.size(2)});  // each row's y at its own last step: the final state
+    at::Tensor final = lengths ? rows_y.index_select(0, at::arange(Y.size(0), lengths->options()) * S + *lengths - 1)
+                               : Y.select(1, S - 1).clone();
+    return {Y, final};
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    TORCH_CHECK(!at::GradMode::is_enabled(),
+                "unrolled: the bptt engine's Jordan backward is not itself differentiable (create_graph=True, second "
+                "derivatives): use backend='reference'");
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &xs = saved[0], &y0 = saved[1], &w_ih = saved[3], &w_yh = saved[5], &w_hy = saved[6];
+    const std::optional<at::Tensor> b = saved[4].defined() ? std::optional<at::Tensor>(saved[4]) : std::nullopt,
+                                    b_y = saved[7].defined() ? std::optional<at::Tensor>(saved[7]) : std::nullopt;
+    const auto acts = ctx->saved_data["acts"].toIntVector(), nb = ctx->saved_data["nb"].toIntVector();
+    const auto lengths = ctx->saved_data["lengths"].toOptional<at::Tensor>();
+    at::Tensor Y = saved[2], hs;
+    if (ctx->saved_data["hs"].isTensor()) {
+      hs = ctx->saved_data["hs"].toTensor();
+    } else {  // a second backward through the pass (retain_graph, gradcheck): what the first used up, again
+      std::tie(hs, Y) = jordan_run(xs, y0, w_ih, b, w_yh, w_hy, b_y, acts[0], acts[1], nb, lengths);
+      if (acts[1] == IDENTITY) Y = at::Tensor();
+    }
+    ctx->saved_data["hs"] = c10::IValue();  // freed as the backward goes
+    const int64_t B = xs.size(0), S = xs.size(1), O = w_hy.size(0);
+    const at::Tensor dys = grads[0].defined() ? grads[0].contiguous() : at::zeros({B, S, O}, xs.options());
+    const at::Tensor d_final = grads[1].defined() ? grads[1] : at::zeros({B, O}, xs.options());
+    const auto g = jordan_backward(
+        hs.transpose(0, 1), Y.defined() ? std::optional<at::Tensor>(Y.transpose(0, 1)) : std::nullopt,
+        xs.transpose(0, 1), y0, dys.transpose(0, 1), d_final, w_ih, blocks_if(w_ih.t(), nb[2]), w_yh.t(),
+        blocks_if(w_yh.t(), nb[1]), w_hy.t(), blocks_if(w_hy.t(), nb[0]), b_y, acts[0], acts[1],
+        ctx->saved_data["wanted"].toInt(), ctx->saved_data["onednn"].toBool(), lengths,
+        ctx->saved_data["norms"].toOptional<at::Tensor>());
+    const int64_t wanted = ctx->saved_data["wanted"].toInt();
+    const auto maybe = [&](int bit, const at::Tensor& t) { return wanted >> bit & 1 ? t : at::Tensor(); };
+    const at::Tensor none;
+    // xs, y0, w_ih, b, w_yh, w_hy, b_y, then the arguments that are not tensors or take no gradient
+    return {maybe(0, g[0]), maybe(4, g[1]), maybe(1, g[2]), b ? g[3] : none, maybe(2, g[4]), maybe(3, g[5]),
+            b_y ? g[6] : none, none, none, none, none, none, none, none};
+  }
+};
+
+std::tuple<at::Tensor, at::Tensor> jordan_pass(const at::Tensor& xs, const at::Tensor& y0, const at::Tensor& w_ih,
+                                               const std::optional<at::Tensor>& b, const at::Tensor& w_yh,
+                                               const at::Tensor& w_hy, const std::optional<at::Tensor>& b_y,
+                                               int64_t act_h, int64_t act_y, std::vector<int64_t> nb,
+                                               const std::optional<at::Tensor>& lengths,
+                                               const std::optional<at::Tensor>& norms, bool keep_do, bool onednn) {
+  auto out = JordanPass::apply(xs, y0, w_ih, b, w_yh, w_hy, b_y, act_h, act_y, nb, lengths, norms, keep_do, onednn);
+  return {out[0], out[1]};
+}
+
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(unrolled, m) {
-  m.def("jordan_forward(Tensor(a!) xp, Tensor y0, Tensor w_yh, Tensor? packed, Tensor w_hy, Tensor? packed_out, "
-        "Tensor? bias_y, int act_h, int act_y, Tensor(b!) y, Tensor? lengths) -> ()",
-        &jordan_forward);
-  m.def("jordan_backward(Tensor hs, Tensor? y, Tensor x, Tensor y0, Tensor dy, Tensor d_final, Tensor w_ih, "
-        "Tensor? ih_blocks, Tensor w_yh_t, Tensor? packed, Tensor w_hy_t, Tensor? packed_out, Tensor? bias_y, int act_h, "
-        "int act_y, int wanted, bool onednn, Tensor? lengths, Tensor? norms) -> Tensor[]",
-        &jordan_backward);
+  m.def("jordan_pass(Tensor xs, Tensor y0, Tensor w_ih, Tensor? b, Tensor w_yh, Tensor w_hy, Tensor? b_y, int act_h, "
+        "int act_y, int[] nb, Tensor? lengths, Tensor? norms, bool keep_do, bool onednn) -> (Tensor, Tensor)",
+        &jordan_pass);
 }
