@@ -58,7 +58,7 @@ def _bptt(layer, xs, hx, lengths):
 
     def run(k, cell, x, s, n, rev):
         rec = None if record is None else record.setdefault(k, [])
-        return unroll_bptt(cell, x, s, lengths=n, reverse=rev, record=rec)
+        return unroll_bptt(cell, x, s, lengths=n, reverse=rev, record=rec, validated=True)
 
     return _stacked(layer, xs, hx, lengths, run)
 
@@ -176,7 +176,7 @@ class RecurrentLayer(nn.Module):
 
     def init_state(self, batch_size: int, device=None, dtype=None):
         """The zero state, fields (num_layers * directions, B, output_size)."""
-        ref = self.flat_weights()[0]
+        ref = getattr(self, self._cells[0][1][0][1])  # the first weight
         size = (self.num_layers * self.num_directions, batch_size, self.output_size)
         fields = [
             torch.zeros(size, device=device or ref.device, dtype=dtype or ref.dtype) for _ in self.state_class._fields
@@ -203,7 +203,7 @@ class RecurrentLayer(nn.Module):
     def backend_for(self, backend: str, device, dtype=torch.float32, steps: int = 2, padded: bool = False) -> str:
         """The backend `forward` runs for a batch of `steps`-step sequences on `device` (`padded`: with
         lengths): `backend` itself, or what "auto" picks for that call."""
-        cpu = torch.device(device).type == "cpu"
+        cpu = (device if isinstance(device, torch.device) else torch.device(device)).type == "cpu"
         wanted = self.cpu_native == "always" or (self.cpu_native == "padded" and padded)
         cpu_native = backend == "auto" and wanted and cpu and steps > 1 and dtype in (torch.float32, torch.float64)
         cpu_native = cpu_native and native.ops() is not None

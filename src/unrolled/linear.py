@@ -63,15 +63,14 @@ def blocks(w: Tensor, nb: int) -> Tensor:
     return native_ops().blocks(w, nb)
 
 
-def block_size(rows: int, like: Tensor, uses: int = PACK_MIN_USES) -> int:
-    """The micro-kernel's block size for a weight of `rows` rows (out_features) on tensors like `like`, used `uses`
-    times: float32 on the CPU, rows a multiple of a block size, the C++ ops built with the kernel, from
+def block_sizes(rows: list[int], like: Tensor, uses: int = PACK_MIN_USES) -> list[int]:
+    """The micro-kernel's block size for weights of these numbers of rows (out_features) on tensors like `like`, used
+    `uses` times: float32 on the CPU, rows a multiple of a block size, the C++ ops built with the kernel, from
     PACK_MIN_USES uses; else 0 (no blocks)."""
-    nb = next((b for b in BLOCK_SIZES if rows % b == 0), 0)
-    if not nb or uses < PACK_MIN_USES or not _onednn_usable(like):
-        return 0
-    ops = native_ops()
-    return nb if ops is not None and ops.micro_kernel() else 0
+    ops = native_ops() if uses >= PACK_MIN_USES and _onednn_usable(like) else None
+    if ops is None or not ops.micro_kernel():
+        return [0] * len(rows)
+    return [next((b for b in BLOCK_SIZES if n % b == 0), 0) for n in rows]
 
 
 class PackedLinear:
@@ -84,7 +83,7 @@ class PackedLinear:
         self.weight, self.packed, self._kernel = weight, None, None  # _kernel: the engine's ops, for blocks
         if uses < PACK_MIN_USES or not _onednn_usable(weight):
             return
-        nb = block_size(weight.shape[0], weight, uses)
+        (nb,) = block_sizes([weight.shape[0]], weight, uses)
         if nb:
             self.packed, self._kernel = blocks(weight, nb), native_ops()
         elif batch_size * weight.numel() >= PACK_MIN_MACS:

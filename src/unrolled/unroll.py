@@ -30,14 +30,18 @@ def reverse_padded(xs: Tensor, lengths: Tensor | None) -> Tensor:
     return xs.gather(1, idx[:, :, None].expand_as(xs))
 
 
-def prepare(cell: Cell, xs: Tensor, state, lengths, reverse: bool):
-    """Validate `unroll`'s arguments; return xs (reversed within lengths if asked), the initial state,
-    the lengths as a tensor (or None) and the time-major masks (T, B, 1) of steps inside each sequence."""
-    B, T = check_sequence(xs, cell.input_size)
-    lengths = check_lengths(lengths, B, T, xs.device)
+def prepare(cell: Cell, xs: Tensor, state, lengths, reverse: bool, validated: bool = False):
+    """Validate `unroll`'s arguments (unless the caller has: `validated`, a layer); return xs (reversed within
+    lengths if asked), the initial state, the lengths as a tensor (or None) and the time-major masks (T, B, 1) of
+    steps inside each sequence."""
+    if validated:
+        B, T = xs.shape[:2]
+    else:
+        B, T = check_sequence(xs, cell.input_size)
+        lengths = check_lengths(lengths, B, T, xs.device)
     if state is None:
         state = cell.init_state(B, device=xs.device, dtype=xs.dtype)
-    else:
+    elif not validated:
         check_state_like(state, cell.init_state(B, device="meta", dtype=xs.dtype), "state")
     if reverse:
         xs = reverse_padded(xs, lengths)

@@ -283,13 +283,23 @@ class _ChunkSums:
         return self.grads, None if self.dX is None else self.dX.transpose(0, 1)  # (B, T, F)
 
 
-def unroll_bptt(cell: Cell, xs: Tensor, state=None, *, lengths=None, reverse: bool = False, record: list | None = None):
+def unroll_bptt(
+    cell: Cell,
+    xs: Tensor,
+    state=None,
+    *,
+    lengths=None,
+    reverse: bool = False,
+    record: list | None = None,
+    validated: bool = False,
+):
     """`unroll` with the explicit engine: same arguments, same numbers, hand-written backward.
 
     `record`, a list, receives the (T,) norms ‖∂L/∂h_t‖ (over the batch) when the backward pass runs,
-    indexed by processing step (for `reverse`, step 0 is each sequence's last element).
+    indexed by processing step (for `reverse`, step 0 is each sequence's last element). `validated`: the caller
+    (a layer) has checked xs, the state and the lengths (a tensor) already.
     """
-    xs, state, lengths, _ = prepare(cell, xs, state, lengths, reverse)
+    xs, state, lengths, _ = prepare(cell, xs, state, lengths, reverse, validated)
     ops = _native_ops(cell, xs)
     if ops is not None and isinstance(cell, JordanCell):
         ys, final = jordan_pass(ops, cell, xs, state, lengths, record)

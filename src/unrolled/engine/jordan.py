@@ -14,7 +14,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from ..cells.jordan import JordanCell
-from ..linear import block_size, onednn_for_grads
+from ..linear import block_sizes, onednn_for_grads
 
 # With an identity output, W_hy's gradient comes from ∂L/∂Y and S = Σ_{t≥1} ∂a_tᵀ h_{t-1} (csrc/jordan.cpp) and no ∂o
 # is kept, unless the product that costs, W_yhᵀ S (O H² multiply-adds), is the larger: where H > B T / KEEP_DO_ROWS,
@@ -29,7 +29,7 @@ def jordan_pass(ops, cell: JordanCell, xs: Tensor, y0: Tensor, lengths, record) 
     backward."""
     B, T, F = xs.shape
     H, O = cell.weight_ih.shape[0], cell.weight_hy.shape[0]
-    nb = [block_size(n, xs, T) for n in (H, O, F)]  # the micro-kernel's blocks for weights of H, O and F rows
+    nb = block_sizes([H, O, F], xs, T)  # the micro-kernel's blocks for weights of H, O and F rows
     norms = None
     if record is not None:
         norms = xs.new_full((T,), float("nan"))
