@@ -150,7 +150,8 @@ std::vector<at::Tensor> jordan_backward(const at::Tensor& Hs, const std::optiona
               "unrolled native engine: jordan_backward's h, x, ∂L/∂y (and y) must be batch-first CPU tensors (B, T, ·) "
               "seen time-major, of one dtype");
   TORCH_CHECK(y || act_y == IDENTITY, "jordan_backward: the outputs are needed for a non-identity output activation");
-  bool need[5];  // the gradients wanted, by bits of `wanted`: 1 ∂X, 2 ∂W_ih, 4 ∂W_yh, 8 ∂W_hy, 16 ∂y_0 (32: keep ∂o)
+  bool need[5];  // the gradients wanted, by bits of `wanted`: 1 ∂X, 2 ∂W_ih, 4 ∂W_yh, 8 ∂W_hy, 16 ∂y_0 (32: keep ∂o;
+                 // 64: ∂L/∂ the final state is zero)
   for (int i = 0; i < 5; ++i) need[i] = wanted >> i & 1;
   check_state(y0, Hs, B, O), check_state(d_final, Hs, B, O);
   check_lengths(lengths, B, S);
@@ -211,9 +212,11 @@ std::vector<at::Tensor> jordan_backward(const at::Tensor& Hs, const std::optiona
       g_hy = at::empty({O, H}, opt);
       product(dY.transpose(0, 1).reshape({n, O}).t(), hs.reshape({n, H}), g_hy, false, onednn);
       product(Wyh_t, s, g_hy, true, onednn);  // W_yhᵀ S
-      const at::Tensor last = lengths ? hs.reshape({n, H}).index_select(0, at::arange(B, lengths->options()) * S + *lengths - 1)
-                                      : hs.select(1, S - 1);  // each row's h at its last step
-      g_hy.addmm_(d_fin.t(), last);
+      if (!(wanted >> 6 & 1)) {  // each row's h at its last step, where ∂L/∂ the final state enters
+        const at::Tensor last = lengths ? hs.reshape({n, H}).index_select(0, at::arange(B, lengths->options()) * S + *lengths - 1)
+                                        : hs.select(1, S - 1);
+        g_hy.addmm_(d_fin.t(), last);
+      }
     }
   }
   if (need[2] && !y0_zero) g_yh.addmm_(da0.t(), y_0);
@@ -321,7 +324,7 @@ struct JordanPass : public torch::autograd::Function<JordanPass> {
         hs.transpose(0, 1), Y.defined() ? std::optional<at::Tensor>(Y.transpose(0, 1)) : std::nullopt,
         xs.transpose(0, 1), y0, dys.transpose(0, 1), d_final, w_ih, blocks_if(w_ih.t(), nb[2]), w_yh.t(),
         blocks_if(w_yh.t(), nb[1]), w_hy.t(), blocks_if(w_hy.t(), nb[0]), b_y, acts[0], acts[1],
-        ctx->saved_data["wanted"].toInt(), ctx->saved_data["onednn"].toBool(), lengths,
+        ctx->saved_data["wanted"].toInt() | int64_t(!grads[1].defined()) << 6, ctx->saved_data["onednn"].toBool(), lengths,
         ctx->saved_data["norms"].toOptional<at::Tensor>());
     const int64_t wanted = ctx->saved_data["wanted"].toInt();
     const auto maybe = [&](int bit, const at::Tensor& t) { return wanted >> bit & 1 ? t : at::Tensor(); };
