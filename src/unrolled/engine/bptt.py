@@ -296,7 +296,8 @@ def unroll_bptt(
     """`unroll` with the explicit engine: same arguments, same numbers, hand-written backward.
 
     `record`, a list, receives the (T,) norms ‖∂L/∂h_t‖ (over the batch) when the backward pass runs,
-    indexed by processing step (for `reverse`, step 0 is each sequence's last element). `validated`: the caller
+    indexed by processing step (for `reverse`, step 0 is each sequence's last element); Jordan's C++ pass
+    appends its tensor at the forward, NaN until the backward fills it. `validated`: the caller
     (a layer) has checked xs, the state and the lengths (a tensor) already.
     """
     xs, state, lengths, _ = prepare(cell, xs, state, lengths, reverse, validated)
