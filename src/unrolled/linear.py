@@ -37,23 +37,21 @@ PACK_MIN_MACS, PACK_MIN_USES = 2**21, 8
 BLOCK_SIZES = (64, 32)  # columns per block of Wᵀ for the micro-kernel: the first that divides out_features
 
 
+def native_ops():
+    """The engine's C++ ops (engine/native.py), or None; imported where first needed: the engine imports this module."""
+    from .engine import native
+
+    return native.ops()
+
+
 def _contiguous(w: Tensor) -> Tensor:
     """w, contiguous. A transposed weight (Wᵀ, for the backward's products ∂z W) goes through the engine's tiled
     transpose where it is built: torch's strided copy of a (2048, 512) one took 2.5× as long here."""
     if w.dim() == 2 and not w.is_contiguous() and w.T.is_contiguous():
-        from .engine import native  # the engine's packing is its only caller, and builds the ops anyway
-
-        ops = native.ops()
+        ops = native_ops()  # the engine's packing is the only caller, and builds the ops anyway
         if ops is not None:
             return ops.transposed(w.T)
     return w.contiguous()
-
-
-def native_ops():
-    """The engine's C++ ops (engine/native.py), imported where first needed: the engine imports this module."""
-    from .engine import native
-
-    return native.ops()
 
 
 def blocks(w: Tensor, nb: int) -> Tensor:
@@ -163,9 +161,7 @@ def _mm_op():
     (no oneDNN, no C++ loops, or a build of torch whose matmul refuses float32)."""
     if not _onednn():
         return None
-    from .engine import native
-
-    ops = native.ops()
+    ops = native_ops()
     if ops is None:
         return None
     a, b, out = torch.ones(2, 3), torch.arange(12.0).view(3, 4), torch.empty(2, 4)

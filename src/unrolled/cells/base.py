@@ -121,7 +121,8 @@ class Cell(nn.Module):
     # biases' gradients (rec and back: the PackedLinear of W_rec and of W_recᵀ; d_final: ∂L/∂ the final
     # state, which enters a padded row at its own last step; lengths: None or (B,) int64; norms: None or
     # the (T,) tensor that receives ‖∂L/∂h_t‖ for these steps). A non-additive cell whose native_backward
-    # does not write ∂L/∂rp whole has `native_rec_blocks(saved, dxp)`: where its column blocks are.
+    # does not write ∂L/∂rp whole has `native_rec_blocks(saved, dxp)`: where its column blocks are. (Jordan's
+    # `native` says only that its C++ pass, engine/jordan.py, serves it: that pass is an op of its own.)
     native: bool = False
     native_rec_blocks = None
     # Whether the backward reads the outputs Y (for W_rec's gradient: r_{t-1} = y_{t-1}; or σ_y'). A cell

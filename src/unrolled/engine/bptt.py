@@ -27,8 +27,8 @@ the backward passes it. That uses the forward's results up: a second backward th
 The time loops: each cell's `step`/`step_backward` in Python, or, on the CPU (where they are built,
 native.py), the same equations T steps at a time in C++ (engine/csrc/, the cell's `native_forward`/
 `native_backward`), each step's pointwise work one pass over memory, padded batches and recorded norms
-included. Jordan's pass on the C++ loops is its own Function (engine/jordan.py: the same ops, none of the general
-bookkeeping here); other devices and a cell without C++ loops (Jordan with a softmax output) run the Python steps.
+included. Jordan's pass on the C++ loops is an op of its own, its autograd node in C++ too (engine/jordan.py), not
+this Function; other devices and a cell without C++ loops (Jordan with a softmax output) run the Python steps.
 
 Cells supply `step`, `step_backward` (writing into slices of one (T, B, G) buffer: no per-step
 gradient is concatenated or stacked), `additive`, `saves_z`, and the names `rec_weight`, `rec_bias`,

@@ -1,4 +1,5 @@
-// Jordan's loops (see common.h for the layout and the helpers), and its products over time.
+// Jordan's pass (engine/jordan.py): its loops (see common.h for the layout and the helpers), its products over
+// time, and the op that runs both, with its autograd node in C++.
 
 #include <torch/csrc/autograd/custom_function.h>
 
