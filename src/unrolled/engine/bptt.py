@@ -301,8 +301,7 @@ def unroll_bptt(
     (a layer) has checked xs, the state and the lengths (a tensor) already.
     """
     xs, state, lengths, _ = prepare(cell, xs, state, lengths, reverse, validated)
-    ops = _native_ops(cell, xs)
-    if ops is not None and isinstance(cell, JordanCell):
+    if isinstance(cell, JordanCell) and (ops := _native_ops(cell, xs)) is not None:  # Jordan's own C++ pass
         ys, final = jordan_pass(ops, cell, xs, state, lengths, record)
         return (reverse_padded(ys, lengths) if reverse else ys), final
     names = [

@@ -156,6 +156,18 @@ at::Tensor blocks(const at::Tensor& w, int64_t nb) {
   return out;
 }
 
+// out = a b, or out += a b, through oneDNN's matmul (float32, operands contiguous or transposed: read where they lie)
+// or torch's
+void product(const at::Tensor& a, const at::Tensor& b, at::Tensor& out, bool accumulate, bool onednn) {
+  if (onednn && a.scalar_type() == at::kFloat && at::native::mkldnn_matmul != nullptr) {
+    at::native::mkldnn_matmul(a, b, out, accumulate ? 1.0f : 0.0f, 1.0f);
+  } else if (accumulate) {
+    out.addmm_(a, b);
+  } else {
+    at::mm_out(out, a, b);
+  }
+}
+
 // out = x Wᵀ, or out += x Wᵀ (add), out (M, N) with rows of stride ldo; x rows contiguous.
 void blocked_product(const at::Tensor& x, const at::Tensor& blocks, float* out, int64_t ldo, bool add) {
   TORCH_CHECK(x.scalar_type() == at::kFloat && blocks.scalar_type() == at::kFloat && x.stride(1) == 1 &&

@@ -105,16 +105,19 @@ at::Tensor jordan_steps_back(const at::Tensor& dA, const at::Tensor& dO, const a
   return dy_state;
 }
 
-// out = a b, or out += a b, through oneDNN's matmul (float32, operands contiguous or transposed: read where they lie)
-// or torch's
-void product(const at::Tensor& a, const at::Tensor& b, at::Tensor& out, bool accumulate, bool onednn) {
-  if (onednn && a.scalar_type() == at::kFloat && at::native::mkldnn_matmul != nullptr) {
-    at::native::mkldnn_matmul(a, b, out, accumulate ? 1.0f : 0.0f, 1.0f);
-  } else if (accumulate) {
-    out.addmm_(a, b);
-  } else {
-    at::mm_out(out, a, b);
-  }
+// Each batch row's row of a batch-first t (B, T, W) at its own last step: (B, W), a view where there are no lengths
+at::Tensor last_step_rows(const at::Tensor& t, const std::optional<at::Tensor>& lengths) {
+  const int64_t B = t.size(0), S = t.size(1);
+  if (!lengths) return t.select(1, S - 1);
+  return t.reshape({B * S, t.size(2)}).index_select(0, at::arange(B, lengths->options()) * S + *lengths - 1);
+}
+
+// Whether every element of a contiguous t is zero (a scan)
+bool all_zero(const at::Tensor& t) {
+  return AT_DISPATCH_FLOATING_TYPES(t.scalar_type(), "all_zero", [&] {
+    const scalar_t* p = t.data_ptr<scalar_t>();
+    return std::all_of(p, p + t.numel(), [](scalar_t v) { return v == scalar_t(0); });
+  });
 }
 
 // Σ_t d_tᵀ r_{t-1} over t ≥ 1 for batch-first d and r (B, T, ·): one product of the rows shifted by one, which pairs each
@@ -127,13 +130,20 @@ at::Tensor shifted_sum(const at::Tensor& d, const at::Tensor& r, bool onednn) {
   return out;
 }
 
+enum Wanted : int64_t {  // `wanted`'s bits: the gradients asked for, and how to take them
+  WANT_X = 1, WANT_IH = 2, WANT_YH = 4, WANT_HY = 8, WANT_Y0 = 16,
+  KEEP_DO = 32,     // keep ∂o for W_hy's gradient even with an identity output
+  NO_D_FINAL = 64,  // ∂L/∂ the final state is zero
+};
+
 // The backward pass: the steps back (above), then the products over time, each one product over all B T rows:
 // W_ih's Σ ∂a_tᵀ x_t; W_yh's Σ ∂a_tᵀ y_{t-1} (shifted_sum; with an identity output, from the h_t, as y_{t-1} = W_hy
 // h_{t-1} + b_y: S W_hyᵀ + (Σ_{t≥1} ∂a_t) b_yᵀ with S = Σ_{t≥1} ∂a_tᵀ h_{t-1}), plus ∂a_0ᵀ y_0; W_hy's Σ ∂o_tᵀ h_t
 // from the ∂o kept by the steps back; or, with an identity output, where the caller asks no ∂o kept (engine/jordan.py
 // says where that is faster): ∂o_t = ∂y_t + ∂a_{t+1} W_yh, and ∂L/∂ the final state at a row's last step, so
 // Σ ∂y_tᵀ h_t + W_yhᵀ S + Σ_b ∂y_T,bᵀ h_last,b, with h_t = 0 past a row's end, jordan_forward); the biases' sums;
-// ∂X = ∂A W_ih. Returns (∂X, ∂y_0, ∂W_ih, ∂b, ∂W_yh, ∂W_hy, ∂b_y), those not wanted empty.
+// ∂X = ∂A W_ih. Returns (∂X, ∂y_0, ∂W_ih, ∂b, ∂W_yh, ∂W_hy, ∂b_y), those not wanted undefined.
+
 std::vector<at::Tensor> jordan_backward(const at::Tensor& Hs, const std::optional<at::Tensor>& y, const at::Tensor& X,
                                         const at::Tensor& y0, const at::Tensor& dY, const at::Tensor& d_final,
                                         const at::Tensor& Wih, const std::optional<at::Tensor>& ih_blocks,
@@ -151,17 +161,16 @@ std::vector<at::Tensor> jordan_backward(const at::Tensor& Hs, const std::optiona
               "unrolled native engine: jordan_backward's h, x, ∂L/∂y (and y) must be batch-first CPU tensors (B, T, ·) "
               "seen time-major, of one dtype");
   TORCH_CHECK(y || act_y == IDENTITY, "jordan_backward: the outputs are needed for a non-identity output activation");
-  bool need[5];  // the gradients wanted, by bits of `wanted`: 1 ∂X, 2 ∂W_ih, 4 ∂W_yh, 8 ∂W_hy, 16 ∂y_0 (32: keep ∂o;
-                 // 64: ∂L/∂ the final state is zero)
-  for (int i = 0; i < 5; ++i) need[i] = wanted >> i & 1;
+  const bool want_x = wanted & WANT_X, want_ih = wanted & WANT_IH, want_yh = wanted & WANT_YH,
+             want_hy = wanted & WANT_HY, want_y0 = wanted & WANT_Y0;
   check_state(y0, Hs, B, O), check_state(d_final, Hs, B, O);
   check_lengths(lengths, B, S);
   check_weight(Wyh_t, packed, O, H), check_weight(Why_t, packed_out, H, O), check_weight(Wih, std::nullopt, H, F);
   TORCH_CHECK(!bias_y || (bias_y->numel() == O && bias_y->scalar_type() == Hs.scalar_type()), "jordan_backward: bias");
-  const bool identity = !y, keep_dO = need[3] && (!identity || wanted >> 5 & 1);
+  const bool identity = !y, keep_dO = want_hy && (!identity || wanted & KEEP_DO);
   const at::TensorOptions opt = Hs.options();
   const at::Tensor Y = y ? *y : at::Tensor();
-  at::Tensor dA = at::empty({B, S, H}, opt).transpose(0, 1), d0 = need[4] ? at::empty({B, O}, opt) : at::Tensor();
+  at::Tensor dA = at::empty({B, S, H}, opt).transpose(0, 1), d0 = want_y0 ? at::empty({B, O}, opt) : at::Tensor();
   at::Tensor dO = keep_dO ? at::empty({B, S, O}, opt).transpose(0, 1) : at::Tensor();
   const at::Tensor d_fin = d_final.contiguous(), y_0 = y0.contiguous();
   const BiasSums sums(Hs, 1, H), out_sums(Hs, 1, O);
@@ -175,8 +184,8 @@ std::vector<at::Tensor> jordan_backward(const at::Tensor& Hs, const std::optiona
           const at::Tensor d = jordan_steps_back<scalar_t, decltype(AH)::value, decltype(AY)::value>(
               rows(dA, b0, b1), o, rows(Hs, b0, b1), y ? rows(Y, b0, b1) : Y, rows(dY, b0, b1),
               rows(d_fin, b0, b1), rows(d_fin, b0, b1), Wyh_t, packed, Why_t, packed_out, sums, out_sums,
-              Lengths(lengths, b0), step_norms, need[4]);
-          if (need[4]) rows(d0, b0, b1).copy_(d);
+              Lengths(lengths, b0), step_norms, want_y0);  // the running ∂y starts as the final state's
+          if (want_y0) rows(d0, b0, b1).copy_(d);
         });
       });
     });
@@ -184,44 +193,36 @@ std::vector<at::Tensor> jordan_backward(const at::Tensor& Hs, const std::optiona
   step_norms.write(0, S);
   const int64_t n = B * S;
   const at::Tensor da = dA.transpose(0, 1), hs = Hs.transpose(0, 1), rows_a = da.reshape({n, H});  // (B, T, ·)
-  const at::Tensor g_b = sums.total(1).view({H}), g_by = out_sums.total(1).view({O}), none = Hs.new_empty({0});
-  at::Tensor g_ih = none, g_yh = none, g_hy = none, dX = none;
-  if (need[1]) {
+  const at::Tensor g_b = sums.total(1).view({H}), g_by = out_sums.total(1).view({O});
+  at::Tensor g_ih, g_yh, g_hy, dX;  // undefined where not wanted
+  if (want_ih) {
     g_ih = at::empty({H, F}, opt);
     product(rows_a.t(), X.transpose(0, 1).reshape({n, F}), g_ih, false, onednn);
   }
   const at::Tensor da0 = da.select(1, 0);  // ∂a_0, (B, H)
-  // ∂a_0ᵀ y_0 goes into W_yh's gradient, unless y_0 is zero (the usual initial state: a scan, against a product)
-  const bool y0_zero = AT_DISPATCH_FLOATING_TYPES(y_0.scalar_type(), "jordan_backward", [&] {
-    const scalar_t* p = y_0.data_ptr<scalar_t>();
-    return std::all_of(p, p + y_0.numel(), [](scalar_t v) { return v == scalar_t(0); });
-  });
   if (keep_dO) {
     g_hy = at::empty({O, H}, opt);
     product(dO.transpose(0, 1).reshape({n, O}).t(), hs.reshape({n, H}), g_hy, false, onednn);
   }
   if (!identity) {
-    if (need[2]) g_yh = shifted_sum(da, Y.transpose(0, 1), onednn);
-  } else if (need[2] || (need[3] && !keep_dO)) {
+    if (want_yh) g_yh = shifted_sum(da, Y.transpose(0, 1), onednn);
+  } else if (want_yh || (want_hy && !keep_dO)) {
     const at::Tensor s = shifted_sum(da, hs, onednn);  // S = Σ_{t≥1} ∂a_tᵀ h_{t-1}
-    if (need[2]) {
+    if (want_yh) {
       g_yh = at::empty({H, O}, opt);
       product(s, Why_t, g_yh, false, onednn);  // S W_hyᵀ
       if (bias_y) g_yh.addr_(g_b - da0.sum(0), *bias_y);
     }
-    if (need[3] && !keep_dO) {
+    if (want_hy && !keep_dO) {
       g_hy = at::empty({O, H}, opt);
       product(dY.transpose(0, 1).reshape({n, O}).t(), hs.reshape({n, H}), g_hy, false, onednn);
       product(Wyh_t, s, g_hy, true, onednn);  // W_yhᵀ S
-      if (!(wanted >> 6 & 1)) {  // each row's h at its last step, where ∂L/∂ the final state enters
-        const at::Tensor last = lengths ? hs.reshape({n, H}).index_select(0, at::arange(B, lengths->options()) * S + *lengths - 1)
-                                        : hs.select(1, S - 1);
-        g_hy.addmm_(d_fin.t(), last);
-      }
+      if (!(wanted & NO_D_FINAL)) g_hy.addmm_(d_fin.t(), last_step_rows(hs, lengths));  // where ∂L/∂ y_T enters
     }
   }
-  if (need[2] && !y0_zero) g_yh.addmm_(da0.t(), y_0);
-  if (need[0]) {
+  // ∂a_0ᵀ y_0 into W_yh's gradient, unless y_0 is zero (the usual initial state: a scan, against a product)
+  if (want_yh && !all_zero(y_0)) g_yh.addmm_(da0.t(), y_0);
+  if (want_x) {
     dX = at::empty({B, S, F}, opt);
     if (is_blocks(ih_blocks)) {
       TORCH_CHECK(ih_blocks->size(1) == H && ih_blocks->size(0) * ih_blocks->size(2) == F, "jordan_backward: W_ih's blocks");
@@ -231,7 +232,7 @@ std::vector<at::Tensor> jordan_backward(const at::Tensor& Hs, const std::optiona
       at::mm_out(rows_x, rows_a, Wih);
     }
   }
-  return {dX, need[4] ? d0 : none, g_ih, g_b, g_yh, g_hy, g_by};
+  return {dX, d0, g_ih, g_b, g_yh, g_hy, g_by};
 }
 
 // ------------------------------------------------------------------------------- the pass, an autograd node in C++
@@ -279,8 +280,9 @@ struct JordanPass : public torch::autograd::Function<JordanPass> {
     TORCH_CHECK(xs.dim() == 3 && nb.size() == 3, "jordan_pass: xs (B, T, F) and three block sizes");
     const at::Tensor x = xs.contiguous();
     auto [hs, Y] = jordan_run(x, y0, w_ih, b, w_yh, w_hy, b_y, act_h, act_y, nb, lengths);
-    const int64_t wanted = xs.requires_grad() | w_ih.requires_grad() << 1 | w_yh.requires_grad() << 2 |
-                           w_hy.requires_grad() << 3 | y0.requires_grad() << 4 | int64_t(keep_do) << 5;
+    const int64_t wanted = (xs.requires_grad() ? WANT_X : 0) | (w_ih.requires_grad() ? WANT_IH : 0) |
+                           (w_yh.requires_grad() ? WANT_YH : 0) | (w_hy.requires_grad() ? WANT_HY : 0) |
+                           (y0.requires_grad() ? WANT_Y0 : 0) | (keep_do ? KEEP_DO : 0);
     ctx->saved_data["hs"] = hs;
     ctx->saved_data["wanted"] = wanted;
     ctx->saved_data["acts"] = std::vector<int64_t>{act_h, act_y};
@@ -288,15 +290,11 @@ struct JordanPass : public torch::autograd::Function<JordanPass> {
     ctx->saved_data["lengths"] = lengths;
     ctx->saved_data["norms"] = norms;
     ctx->saved_data["onednn"] = onednn;
-    ctx->saved_data["biases"] = std::vector<bool>{b.has_value(), b_y.has_value()};
     const bool keep_y = act_y != IDENTITY;  // σ_y' reads the outputs; with the identity they go when the caller drops them
     ctx->save_for_backward({x, y0, keep_y ? Y : at::Tensor(), w_ih, b ? *b : at::Tensor(), w_yh, w_hy,
                             b_y ? *b_y : at::Tensor()});
-    const int64_t S = Y.size(1);
-    const at::Tensor rows_y = Y.view({-1, Y.size(2)});  // each row's y at its own last step: the final state
-    at::Tensor final = lengths ? rows_y.index_select(0, at::arange(Y.size(0), lengths->options()) * S + *lengths - 1)
-                               : Y.select(1, S - 1).clone();
-    return {Y, final};
+    const at::Tensor final = last_step_rows(Y, lengths);  // each row's y at its own last step
+    return {Y, lengths ? final : final.clone()};
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
@@ -325,14 +323,11 @@ struct JordanPass : public torch::autograd::Function<JordanPass> {
         hs.transpose(0, 1), Y.defined() ? std::optional<at::Tensor>(Y.transpose(0, 1)) : std::nullopt,
         xs.transpose(0, 1), y0, dys.transpose(0, 1), d_final, w_ih, blocks_if(w_ih.t(), nb[2]), w_yh.t(),
         blocks_if(w_yh.t(), nb[1]), w_hy.t(), blocks_if(w_hy.t(), nb[0]), b_y, acts[0], acts[1],
-        ctx->saved_data["wanted"].toInt() | int64_t(!grads[1].defined()) << 6, ctx->saved_data["onednn"].toBool(), lengths,
-        ctx->saved_data["norms"].toOptional<at::Tensor>());
-    const int64_t wanted = ctx->saved_data["wanted"].toInt();
-    const auto maybe = [&](int bit, const at::Tensor& t) { return wanted >> bit & 1 ? t : at::Tensor(); };
+        ctx->saved_data["wanted"].toInt() | (grads[1].defined() ? 0 : NO_D_FINAL), ctx->saved_data["onednn"].toBool(),
+        lengths, ctx->saved_data["norms"].toOptional<at::Tensor>());
     const at::Tensor none;
     // xs, y0, w_ih, b, w_yh, w_hy, b_y, then the arguments that are not tensors or take no gradient
-    return {maybe(0, g[0]), maybe(4, g[1]), maybe(1, g[2]), b ? g[3] : none, maybe(2, g[4]), maybe(3, g[5]),
-            b_y ? g[6] : none, none, none, none, none, none, none, none};
+    return {g[0], g[1], g[2], b ? g[3] : none, g[4], g[5], b_y ? g[6] : none, none, none, none, none, none, none, none};
   }
 };
 

@@ -76,7 +76,7 @@ void mm(const at::Tensor& a, const at::Tensor& b, at::Tensor out, bool accumulat
   TORCH_CHECK(plain(a) && plain(b) && plain(out) && out.is_contiguous() && a.size(1) == b.size(0) &&
                   out.size(0) == a.size(0) && out.size(1) == b.size(1),
               "mm: float32 CPU matrices a (M, K), b (K, N), each contiguous or transposed, and out (M, N) contiguous");
-  at::native::mkldnn_matmul(a, b, out, accumulate ? 1.0f : 0.0f, 1.0f);
+  product(a, b, out, accumulate, true);
 }
 
 // --------------------------------------------------------------------------------------------- Elman
